@@ -1,0 +1,63 @@
+# edgesmith: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FMNIST := /usr/share/datasets/fashion-mnist
+QUICK := profiles/quick
+MLFLOW_PORT ?= 5000
+# Stages run `python -m stages.<name>`: the venv's python must come first.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup repro repro-quick test test-all test-slow lint ui report doctor clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Build .venv with the pinned stack, install edgesmith, fetch Fashion-MNIST (Debian), set up git/DVC
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip check
+	@git config user.email >/dev/null || git config user.email "edgesmith@localhost"
+	@git config user.name >/dev/null || git config user.name "edgesmith"
+	@echo "setup done: $$($(BIN)/python --version), $$($(BIN)/dvc --version | head -1) (dvc)"
+
+repro: ## Run the full pipeline (dvc repro): data, teacher, quantize, benchmark, report
+	$(BIN)/dvc repro
+
+repro-quick: ## Run the same stages on the quick profile (profiles/quick: 4k images, 2 epochs, <5 min)
+	$(BIN)/dvc repro $(QUICK)/dvc.yaml
+
+test: ## Fast test suite (no slow pipeline runs, < 5 min)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: ## Only the slow tests: the real stages on the quick profile in a temporary copy
+	$(BIN)/python -m pytest -m slow -q
+
+test-all: ## Every test, slow ones included
+	$(BIN)/python -m pytest -q
+
+lint: ## ruff over the code
+	$(BIN)/ruff check pipelines stages tests
+
+ui: ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) over this project's store (mlruns/)
+	@mkdir -p mlruns
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+	  --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+report: ## Print the last pipeline report (metrics/report.json) as a table
+	@$(BIN)/edgesmith report metrics/report.json
+
+doctor: ## Check the stack, Keras flavour, TFLite runtime, dataset and tracking store
+	$(BIN)/edgesmith doctor
+
+clean: ## Remove pipeline outputs of both profiles (keeps .venv, the DVC cache and mlruns/)
+	rm -rf data models metrics plots $(QUICK)/data $(QUICK)/models $(QUICK)/metrics $(QUICK)/plots

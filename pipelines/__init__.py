@@ -1,0 +1,3 @@
+"""edgesmith: from a dataset to the smallest, fastest edge model that meets an accuracy bar."""
+
+__version__ = "0.1.0"

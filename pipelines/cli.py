@@ -1,0 +1,89 @@
+"""The `edgesmith` command: benchmark any .tflite file, check the set-up, show the report.
+
+Imports are made inside each command so that `edgesmith bench` never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pipelines.common.errors import UserError
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipelines.common import io
+    from pipelines.edge import bench
+
+    result = bench.benchmark(
+        args.model, threads=args.threads, warmup_runs=args.warmup, min_runs=args.runs,
+        min_seconds=args.min_seconds, pin_cpu=None if args.no_pin else args.cpu,
+    )  # fmt: skip
+    text = json.dumps(result, indent=2)
+    if args.json:
+        io.write_text(args.json, text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.common import io, report
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise UserError(f"{path}: no report yet; run `make repro` (or `dvc repro`) first")
+    print(report.table(io.read_json(path)))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pipelines.common import doctor
+
+    problems = doctor.run(Path(args.params))
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="edgesmith", description="Ship compressed models to edge devices.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("bench", help="measure a .tflite file's latency in the TFLite runtime")
+    b.add_argument("model", help="path to a .tflite file")
+    b.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1, one phone core)")
+    b.add_argument("--runs", type=int, default=100, help="minimum number of timed runs")
+    b.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs")
+    b.add_argument("--min-seconds", type=float, default=1.0, help="keep timing until this much time passed")
+    b.add_argument("--cpu", type=int, default=0, help="first CPU of the pinned set (default 0)")
+    b.add_argument("--no-pin", action="store_true", help="do not pin CPU affinity")
+    b.add_argument("--json", help="also write the result to this JSON file")
+    b.set_defaults(func=cmd_bench)
+
+    r = sub.add_parser("report", help="print metrics/report.json as a table")
+    r.add_argument("path", nargs="?", default="metrics/report.json")
+    r.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("doctor", help="check the stack, dataset, runtime and tracking store")
+    d.add_argument("--params", default="params.yaml")
+    d.set_defaults(func=cmd_doctor)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    for name in ("threads", "runs"):
+        if getattr(args, name, 1) < 1:
+            print(f"error: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Framework-free building blocks: params schema, atomic I/O, tracking, reports."""

@@ -1,0 +1,202 @@
+"""The params schema: every knob of every stage, its type and its allowed range.
+
+`load_params` reads a `params.yaml`, checks it against `SCHEMA` and returns plain dicts.
+Anything wrong (unknown key, wrong type, out of range, missing section, bad YAML)
+raises `ParamsError` with one line naming the key, what is allowed and what was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.common.errors import ParamsError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One parameter: its type, bounds or choices, and whether null is allowed."""
+
+    kind: str  # "int", "float", "bool", "str", "choice", "int_list"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] = ()
+    nullable: bool = False
+    min_items: int = 0
+
+    def describe(self) -> str:
+        bounds = self._bounds()
+        if self.kind == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "int_list":
+            text = f"a list of at least {self.min_items} integers" + (f" each {bounds}" if bounds else "")
+        else:
+            article = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+            text = article[self.kind] + (f" {bounds}" if bounds else "")
+        return text + (" or null" if self.nullable else "")
+
+    def _bounds(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
+        if self.high is not None:
+            parts.append(f"<= {_num(self.high)}")
+        return " and ".join(parts)
+
+    def check(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if self.kind == "int_list":
+            return (
+                isinstance(value, list)
+                and len(value) >= self.min_items
+                and all(_is_int(v) and self._in_range(v) for v in value)
+            )
+        if self.kind == "int":
+            return _is_int(value) and self._in_range(value)
+        if self.kind == "float":
+            return _is_number(value) and self._in_range(value)
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str) and value != ""
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        raise AssertionError(f"unknown field kind {self.kind}")
+
+    def _in_range(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def Int(low: float | None = None, high: float | None = None, nullable: bool = False) -> Field:
+    return Field("int", low, high, nullable=nullable)
+
+
+def Float(low: float | None = None, high: float | None = None, low_open: bool = False) -> Field:
+    return Field("float", low, high, low_open=low_open)
+
+
+def Choice(*choices: str) -> Field:
+    return Field("choice", choices=choices)
+
+
+Bool = Field("bool")
+Str = Field("str")
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "base": {
+        "seed": Int(0),
+        "code_root": Str,  # path from this params file to the edgesmith sources (dvc.yaml deps)
+        "mlruns_dir": Str,  # the default MLflow store lives here (relative to this params file)
+        "experiment": Str,  # MLflow experiment name
+    },
+    "data": {
+        "source": Choice("idx", "npz", "folder"),
+        "path": Str,
+        "val_fraction": Float(0.0, 0.5, low_open=True),
+        "test_fraction": Float(0.0, 0.5, low_open=True),  # used when the source has no test split
+        "color": Choice("grayscale", "rgb"),  # how folder images are read
+        "max_train": Int(0),  # 0 keeps every training image; >0 takes a stratified subset
+        "max_test": Int(0),
+    },
+    "teacher": {
+        "widths": Field("int_list", 1, 1024, min_items=1),  # one conv block per entry
+        "convs_per_block": Int(1, 4),
+        "dropout": Float(0.0, 0.9),
+        "dense_units": Int(1),
+        "dense_dropout": Float(0.0, 0.9),
+        "bn_momentum": Float(0.0, 0.999),
+        "epochs": Int(1),
+        "batch_size": Int(1),
+        "learning_rate": Float(0.0, 1.0, low_open=True),
+        "weight_decay": Float(0.0, 1.0),
+        "label_smoothing": Float(0.0, 0.5),
+        "augment_flip": Bool,
+        "augment_shift": Int(0, 8),  # random translation by up to this many pixels
+    },
+    "quantize": {
+        "representative_samples": Int(1, 100000),
+        "eval_batch_size": Int(1, 100000),
+    },
+    "benchmark": {
+        "threads": Int(1, 256),
+        "warmup_runs": Int(0),
+        "min_runs": Int(1),
+        "min_seconds": Float(0.0),
+        "pin_cpu": Int(0, nullable=True),  # first core of the pinned set; null: no pinning
+    },
+    "report": {
+        "max_accuracy_drop": Float(0.0, 100.0),  # points below the best model still acceptable
+        "rank_by": Choice("size_bytes", "latency_p50_ms"),
+    },
+}
+
+
+def load_params(path: str | Path, sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Read and validate a params file; return the requested sections (all by default)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found; pass --params with the path to params.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ParamsError(f"{path}: YAML syntax error{where}: {problem}") from None
+    return validate(raw, path.name, sections)
+
+
+def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = None) -> dict:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{name}: must be a mapping of sections ({', '.join(SCHEMA)}), got {_show(raw)}")
+    for section in raw:
+        if section not in SCHEMA:
+            raise ParamsError(f"{name}: unknown section '{section}'; allowed: {', '.join(SCHEMA)}")
+    out = {}
+    for section in sections or list(SCHEMA):
+        fields = SCHEMA[section]
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            got = "nothing" if values is None else _show(values)
+            raise ParamsError(f"{name}: section '{section}' must be a mapping of its keys, got {got}")
+        for key in values:
+            if key not in fields:
+                raise ParamsError(f"{name}: unknown key {section}.{key}; allowed: {', '.join(fields)}")
+        for key, spec in fields.items():
+            if key not in values:
+                raise ParamsError(f"{name}: missing key {section}.{key}, which must be {spec.describe()}")
+            if not spec.check(values[key]):
+                raise ParamsError(f"{name}: {section}.{key} must be {spec.describe()}, got {_show(values[key])}")
+        out[section] = dict(values)
+    return out
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def params_hash(*sections: dict) -> str:
+    """A short, stable hash of params sections (key order does not matter)."""
+    blob = json.dumps(sections, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

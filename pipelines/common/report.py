@@ -1,0 +1,122 @@
+"""The pipeline report: one row per model variant, the recommended model, and its plots.
+
+`metrics/report.json` is a contract other tools read: keep the field names in `FIELDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FIELDS = (
+    "name", "file", "dtype", "accuracy", "size_bytes", "params", "macs",
+    "memory_access_bytes", "peak_activation_bytes", "threads", "init_ms",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+)  # fmt: skip
+
+
+def model_rows(quantized: Mapping[str, Mapping], measured: Mapping[str, Mapping]) -> list[dict[str, Any]]:
+    """Join conversion results (accuracy, size) with measurements (latency) by variant name."""
+    rows = []
+    for name, q in quantized.items():
+        m = measured.get(name, {})
+        row = {f: None for f in FIELDS}
+        row.update({k: q.get(k) for k in FIELDS if k in q})
+        row.update({k: m.get(k) for k in FIELDS if k in m and k not in ("file", "size_bytes")})
+        row["name"] = name
+        rows.append(row)
+    return rows
+
+
+def choose_final(rows: list[dict], max_accuracy_drop: float, rank_by: str) -> str:
+    """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the best.
+
+    Ties are broken by the other of size and p50 latency, then by name.
+    """
+    best = max(r["accuracy"] for r in rows)
+    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12]
+    other = "latency_p50_ms" if rank_by == "size_bytes" else "size_bytes"
+
+    def key(r: dict) -> tuple:
+        return (_or_inf(r[rank_by]), _or_inf(r[other]), r["name"])
+
+    return min(ok, key=key)["name"]
+
+
+def _or_inf(v: Any) -> float:
+    return float("inf") if v is None else float(v)
+
+
+def pareto_front(rows: list[dict], cost: str = "latency_p50_ms") -> list[str]:
+    """Names of models no other model beats on both accuracy (higher) and `cost` (lower)."""
+    front = []
+    for r in rows:
+        if r[cost] is None:
+            continue
+        dominated = any(
+            o is not r and o[cost] is not None
+            and o["accuracy"] >= r["accuracy"] and o[cost] <= r[cost]
+            and (o["accuracy"] > r["accuracy"] or o[cost] < r[cost])
+            for o in rows
+        )  # fmt: skip
+        if not dominated:
+            front.append(r["name"])
+    return front
+
+
+def csv_text(rows: list[dict], columns: tuple[str, ...] = FIELDS) -> str:
+    lines = [",".join(columns)]
+    for r in rows:
+        lines.append(",".join("" if r.get(c) is None else str(r[c]) for c in columns))
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_latency(rows: list[dict], final: str, path: str | Path) -> None:
+    """PNG of accuracy against measured p50 latency, the Pareto front joined, the final model ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    front = set(pareto_front(rows))
+    pts = [r for r in rows if r["latency_p50_ms"] is not None]
+    for r in pts:
+        ax.scatter(r["latency_p50_ms"], r["accuracy"] * 100, s=60, zorder=3,
+                   color="tab:blue" if r["dtype"] == "int8" else "tab:orange")  # fmt: skip
+        ax.annotate(r["name"], (r["latency_p50_ms"], r["accuracy"] * 100), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)  # fmt: skip
+        if r["name"] == final:
+            ax.scatter(r["latency_p50_ms"], r["accuracy"] * 100, s=220, facecolors="none",
+                       edgecolors="tab:red", linewidths=1.5, zorder=4, label=f"final: {final}")  # fmt: skip
+    fr = sorted((r for r in pts if r["name"] in front), key=lambda r: r["latency_p50_ms"])
+    if len(fr) > 1:
+        ax.plot([r["latency_p50_ms"] for r in fr], [r["accuracy"] * 100 for r in fr], "--", color="gray",
+                label="Pareto front")  # fmt: skip
+    threads = sorted({r["threads"] for r in pts if r["threads"]})
+    ax.set_xlabel(f"measured p50 latency on this host, ms ({'/'.join(map(str, threads)) or '?'} thread)")
+    ax.set_ylabel("test accuracy, %")
+    ax.set_title("accuracy vs latency (orange: fp32, blue: int8)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table(report: Mapping[str, Any]) -> str:
+    """A plain-text table of the report for people."""
+    cols = [("name", "{}"), ("dtype", "{}"), ("accuracy", "{:.4f}"), ("size_bytes", "{:,}"),
+            ("params", "{:,}"), ("latency_p50_ms", "{:.4f}"), ("latency_p99_ms", "{:.4f}")]  # fmt: skip
+    cells = [[c for c, _ in cols]]
+    for r in report["models"]:
+        cells.append([("-" if r.get(c) is None else f.format(r[c])) for c, f in cols])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"final: {report['final']}")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""What every stage shares: params loading, one-line errors, metrics, and the MLflow run.
+
+A stage module parses its paths, then does its work inside `Stage(...)`:
+
+    with Stage("teacher", args.params, sections=["teacher"], inputs={"data": args.data}) as st:
+        ...
+        st.finish(metrics, metrics_path=args.metrics, artifacts=[model_path])
+
+A `UserError` anywhere inside ends the process with exit code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipelines.common import io, tracking
+from pipelines.common.errors import UserError
+from pipelines.common.params import load_params, params_hash
+
+log = logging.getLogger("edgesmith")
+
+
+def setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+class Stage:
+    """Context for one stage execution: validated params, inputs' hashes, and tracking."""
+
+    def __init__(
+        self,
+        name: str,
+        params_path: str | Path,
+        sections: list[str],
+        inputs: Mapping[str, str | Path] | None = None,
+    ) -> None:
+        self.name = name
+        self.params_path = Path(params_path)
+        self.sections = sections
+        self.inputs = {k: Path(v) for k, v in (inputs or {}).items()}
+        self.params: dict[str, dict[str, Any]] = {}
+        self.base: dict[str, Any] = {}
+        self.started = 0.0
+
+    def __enter__(self) -> Stage:
+        setup_logging()
+        self.started = time.time()
+        try:
+            loaded = load_params(self.params_path, sections=["base", *self.sections])
+            for key, path in self.inputs.items():
+                if not path.exists():
+                    raise UserError(f"{path}: input '{key}' not found; run the stage that makes it first")
+        except UserError as exc:
+            fail(str(exc), exc.exit_code)
+        self.base = loaded.pop("base")
+        self.params = loaded
+        log.info("stage %s: params %s", self.name, self.params_path)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, UserError):
+            fail(str(exc), exc.exit_code)
+        return False
+
+    @property
+    def seed(self) -> int:
+        return int(self.base["seed"])
+
+    def resolve(self, relative: str) -> Path:
+        """A path from params, taken relative to the params file's folder."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.params_path.parent / p)
+
+    def tags(self) -> dict[str, str]:
+        tags = {
+            "edgesmith.stage": self.name,
+            "edgesmith.params_file": str(self.params_path),
+            "edgesmith.params_hash": params_hash(self.params, {"seed": self.seed}),
+            "mlflow.source.git.commit": tracking.git_commit(self.params_path.parent),
+        }
+        if os.environ.get("DVC_EXP_NAME"):
+            tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+        for key, path in self.inputs.items():
+            tags[f"input.{key}.sha256"] = io.sha256_path(path)[:16]
+        return tags
+
+    def finish(
+        self,
+        metrics: Mapping[str, Any],
+        metrics_path: str | Path,
+        artifacts: Iterable[str | Path] = (),
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """Write metrics/<stage>.json, then log the stage's run. Returns the MLflow run id, if logged."""
+        metrics = dict(metrics)
+        metrics.setdefault("duration_s", round(time.time() - self.started, 2))
+        io.write_json(metrics_path, metrics)
+        return self.log_run(self.name, metrics, [metrics_path, *artifacts], extra_tags)
+
+    def log_run(
+        self,
+        run_name: str,
+        metrics: Mapping[str, Any],
+        artifacts: Iterable[str | Path] = (),
+        extra_tags: Mapping[str, str] | None = None,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """One MLflow run with this stage's params and tags (tracking failures only warn)."""
+        return tracking.log_run(
+            run_name=run_name,
+            experiment=self.base["experiment"],
+            mlruns_dir=self.resolve(self.base["mlruns_dir"]),
+            params={**self.params, "base": {"seed": self.seed}, **(extra_params or {})},
+            metrics=metrics,
+            tags={**self.tags(), **(extra_tags or {})},
+            artifacts=artifacts,
+        )

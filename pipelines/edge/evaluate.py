@@ -1,0 +1,63 @@
+"""Accuracy of a .tflite classifier on uint8 images, in the TFLite runtime (no TensorFlow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.edge import runtime
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return (y.astype(np.float32) - zero_point) * scale
+
+
+def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int = 2) -> np.ndarray:
+    """Model outputs (dequantized to float32) for float32 inputs `x`, in batches."""
+    interpreter = runtime.load(path, threads=threads)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs, current = [], None
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if current != len(batch):
+            interpreter.resize_tensor_input(inp["index"], [len(batch), *inp["shape"][1:]])
+            interpreter.allocate_tensors()
+            inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+            current = len(batch)
+        interpreter.set_tensor(inp["index"], _quantize(batch, inp))
+        interpreter.invoke()
+        outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+    return np.concatenate(outputs)
+
+
+def accuracy(path: str | Path, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of the model on uint8 images scaled to [0, 1], as in training."""
+    x = x_uint8.astype(np.float32) / 255.0
+    return float((predict(path, x, batch_size).argmax(-1) == y).mean())
+
+
+def tensor_dtypes(path: str | Path) -> dict:
+    """dtype names of the model's inputs and outputs, and how many tensors hold each dtype."""
+    interpreter = runtime.load(path)
+    counts: dict[str, int] = {}
+    for d in interpreter.get_tensor_details():
+        name = np.dtype(d["dtype"]).name
+        counts[name] = counts.get(name, 0) + 1
+    return {
+        "inputs": [np.dtype(d["dtype"]).name for d in interpreter.get_input_details()],
+        "outputs": [np.dtype(d["dtype"]).name for d in interpreter.get_output_details()],
+        "tensors": counts,
+    }

@@ -1,0 +1,71 @@
+"""The one TFLite runtime loader: ai_edge_litert, then tflite_runtime, then tf.lite."""
+
+from __future__ import annotations
+
+import functools
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipelines.common.errors import ModelFileError
+
+TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
+
+
+@functools.cache
+def interpreter_class() -> tuple[type, str]:
+    """(Interpreter class, 'package version') of the first runtime that imports."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, f"ai-edge-litert {_version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, f"tflite-runtime {_version('tflite-runtime')}"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"
+    except ImportError:
+        raise ModelFileError(
+            "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime)"
+        ) from None
+
+
+def runtime_name() -> str:
+    return interpreter_class()[1]
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def check_tflite(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != TFLITE_MAGIC:
+        raise ModelFileError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    return path
+
+
+def load(path: str | Path, threads: int = 1, **kwargs: Any):
+    """An allocated interpreter for a .tflite file with a fixed number of threads."""
+    path = check_tflite(path)
+    cls, _ = interpreter_class()
+    try:
+        interpreter = cls(model_path=str(path), num_threads=threads, **kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({str(exc).splitlines()[0]})") from None
+    return interpreter

@@ -1,0 +1,31 @@
+"""Keras model to TFLite: fp32, and full-integer int8 (weights, activations, input and output)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from pipelines.vision.tfk import keras, tf
+from pipelines.vision.train import to_float
+
+
+def to_tflite_fp32(model: keras.Model) -> bytes:
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def to_tflite_int8(model: keras.Model, representative: np.ndarray) -> bytes:
+    """Post-training full-integer quantization, calibrated on `representative` uint8 images."""
+    calib = to_float(representative)
+
+    def samples() -> Iterator[list[np.ndarray]]:
+        for i in range(len(calib)):
+            yield [calib[i : i + 1]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()

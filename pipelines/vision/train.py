@@ -1,0 +1,113 @@
+"""Building and training tf-keras image classifiers. Plain functions: arrays in, models out."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+
+from pipelines.vision.tfk import keras, tf
+
+log = logging.getLogger(__name__)
+
+
+def build_teacher(input_shape: tuple[int, ...], num_classes: int, p: dict) -> keras.Model:
+    """VGG-style CNN: per width, `convs_per_block` × (3×3 conv, BN, ReLU), max-pool, dropout."""
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for b, width in enumerate(p["widths"]):
+        for c in range(p["convs_per_block"]):
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"b{b}_conv{c}")(x)
+            x = keras.layers.BatchNormalization(momentum=p["bn_momentum"], name=f"b{b}_bn{c}")(x)
+            x = keras.layers.ReLU(name=f"b{b}_relu{c}")(x)
+        x = keras.layers.MaxPool2D(name=f"b{b}_pool")(x)
+        x = keras.layers.Dropout(p["dropout"], name=f"b{b}_drop")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(p["dense_units"], activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(p["dense_dropout"], name="dense_drop")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="teacher")
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels to the float32 [0, 1] input every model of the pipeline takes."""
+    return x.astype(np.float32) / 255.0
+
+
+def _augment(flip: bool, shift: int, shape: tuple[int, int, int], seed: int):
+    h, w, c = shape
+
+    def fn(x, y):
+        if flip:
+            x = tf.image.random_flip_left_right(x, seed=seed)
+        if shift:
+            x = tf.image.pad_to_bounding_box(x, shift, shift, h + 2 * shift, w + 2 * shift)
+            x = tf.image.random_crop(x, [h, w, c], seed=seed + 1)
+        return x, y
+
+    return fn
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One log line per epoch with the time it took: progress that reads well in DVC logs."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+        log.info("epoch %d/%d %.0fs %s", epoch + 1, self.epochs, time.time() - self.t0, shown)
+
+
+def train_classifier(
+    model: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    p: dict,
+    seed: int,
+) -> dict[str, list[float]]:
+    """Adam with cosine decay, label smoothing and optional flip/shift augmentation.
+
+    Returns the per-epoch history (loss, accuracy, val_loss, val_accuracy).
+    """
+    num_classes = int(model.output_shape[-1])
+    steps = int(np.ceil(len(x_train) / p["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
+    if p["weight_decay"] > 0:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=p["weight_decay"])
+    else:
+        optimizer = keras.optimizers.Adam(schedule)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=p["label_smoothing"]),
+        metrics=["accuracy"],
+    )
+    train = tf.data.Dataset.from_tensor_slices((to_float(x_train), tf.one_hot(y_train, num_classes)))
+    train = train.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+    if p["augment_flip"] or p["augment_shift"]:
+        aug = _augment(p["augment_flip"], p["augment_shift"], tuple(x_train.shape[1:]), seed)
+        train = train.map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    train = train.batch(p["batch_size"]).prefetch(tf.data.AUTOTUNE)
+    val = (to_float(x_val), tf.one_hot(y_val, num_classes))
+    history = model.fit(
+        train,
+        epochs=p["epochs"],
+        validation_data=val,
+        verbose=1 if sys.stderr.isatty() else 0,
+        callbacks=[EpochLog(p["epochs"])],
+    )
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+    logits = model.predict(to_float(x), batch_size=batch_size, verbose=0)
+    return float((logits.argmax(-1) == y).mean())
