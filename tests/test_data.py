@@ -1,0 +1,137 @@
+"""Dataset loading: the idx reader, .npz and image folders, splits, and bad-data errors."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.common.errors import DataError
+from pipelines.vision import data
+from tests.conftest import data_params, make_images, write_idx
+
+
+def test_idx_round_trip_gz_and_raw(tmp_path):
+    x, _ = make_images(7, size=5)
+    assert np.array_equal(data.read_idx(write_idx(tmp_path / "a-idx3-ubyte.gz", x)), x)
+    assert np.array_equal(data.read_idx(write_idx(tmp_path / "a-idx3-ubyte", x, gz=False)), x)
+
+
+def test_idx_wrong_magic(tmp_path):
+    p = tmp_path / "bad.gz"
+    p.write_bytes(gzip.compress(b"\x12\x34\x08\x01" + b"\x00" * 8))
+    with pytest.raises(DataError, match=r"bad.gz: not an idx file \(bad magic number 12340801\)"):
+        data.read_idx(p)
+
+
+def test_idx_truncated(tmp_path):
+    x, _ = make_images(4, size=6)
+    raw = tmp_path / "t-idx3-ubyte"
+    write_idx(raw, x, gz=False)
+    raw.write_bytes(raw.read_bytes()[:-10])
+    with pytest.raises(DataError, match=r"truncated or padded idx data: header says \[4, 6, 6\]"):
+        data.read_idx(raw)
+
+
+def test_idx_corrupt_gzip(tmp_path):
+    x, _ = make_images(4, size=6)
+    p = write_idx(tmp_path / "c.gz", x)
+    p.write_bytes(p.read_bytes()[:30])
+    with pytest.raises(DataError, match=r"c.gz: corrupt gzip data"):
+        data.read_idx(p)
+
+
+def test_idx_folder_with_missing_file_and_label_mismatch(idx_dir):
+    (idx_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: file not found"):
+        data.load_idx(idx_dir)
+    write_idx(idx_dir / "t10k-labels-idx1-ubyte.gz", np.zeros(59, np.uint8))
+    with pytest.raises(DataError, match=r"59 labels for 60 images"):
+        data.load_idx(idx_dir)
+
+
+def test_prepare_is_deterministic_stratified_and_subsets(idx_dir):
+    a = data.prepare(data_params("idx", idx_dir), seed=3)
+    b = data.prepare(data_params("idx", idx_dir), seed=3)
+    c = data.prepare(data_params("idx", idx_dir), seed=4)
+    assert all(np.array_equal(a.arrays()[k], b.arrays()[k]) for k in a.arrays())
+    assert not np.array_equal(a.y_val, c.y_val) or not np.array_equal(a.x_val, c.x_val)
+    assert len(a.x_train) + len(a.x_val) == 200 and len(a.x_test) == 60
+    assert np.bincount(a.y_val, minlength=10).tolist() == [2] * 10  # 10 % of 20 per class
+    assert a.x_train.shape[1:] == (28, 28, 1) and a.x_train.dtype == np.uint8
+    small = data.prepare(data_params("idx", idx_dir, max_train=50, max_test=20), seed=3)
+    assert len(small.x_train) == 50 and len(small.x_test) == 20
+    assert np.bincount(small.y_train, minlength=10).min() >= 4
+    info = data.summary(a)
+    assert info["train_count"] == len(a.y_train) and sum(info["train_per_class"].values()) == info["train_count"]
+    assert info["content_sha256"] == data.summary(b)["content_sha256"] != data.summary(c)["content_sha256"]
+
+
+def test_prepared_dataset_saves_and_loads(tmp_path, idx_dir):
+    ds = data.prepare(data_params("idx", idx_dir), seed=0)
+    ds.save(tmp_path / "d.npz")
+    back = data.Dataset.load(tmp_path / "d.npz")
+    assert back.class_names == ds.class_names
+    assert all(np.array_equal(back.arrays()[k], v) for k, v in ds.arrays().items())
+
+
+def test_npz_source(tmp_path):
+    x, y = make_images(40, classes=4, size=12)
+    xt, yt = make_images(12, classes=4, size=12, seed=5)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    ds = data.prepare(data_params("npz", tmp_path / "d.npz"), seed=0)
+    assert ds.class_names == ["0", "1", "2", "3"] and ds.x_test.shape == (12, 12, 12, 1)
+    np.savez(tmp_path / "e.npz", x_train=x, y_train=y, x_test=xt)
+    with pytest.raises(DataError, match=r"e.npz: missing arrays y_test"):
+        data.prepare(data_params("npz", tmp_path / "e.npz"), seed=0)
+    np.savez(tmp_path / "f.npz", x_train=x, y_train=y.astype(np.int64) - 1, x_test=xt, y_test=yt)
+    with pytest.raises(DataError, match=r"f.npz: train labels must be in 0..\d+, found -1"):
+        data.prepare(data_params("npz", tmp_path / "f.npz"), seed=0)
+    np.savez(tmp_path / "g.npz", x_train=x, y_train=y, x_test=xt[:0], y_test=yt[:0])
+    with pytest.raises(DataError, match=r"g.npz: the test split is empty"):
+        data.prepare(data_params("npz", tmp_path / "g.npz"), seed=0)
+
+
+def _folder(root, classes=("cat", "dog"), n=5, size=(10, 8)):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((size[1], size[0]), i * 20, np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_folder_source(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    ds = data.prepare(data_params("folder", root, test_fraction=0.2), seed=0)
+    assert ds.class_names == ["cat", "dog"]
+    assert ds.x_train.shape[1:] == (8, 10, 1)
+    assert len(ds.y_test) == 2 and sorted(ds.y_test.tolist()) == [0, 1]
+    rgb = data.prepare(data_params("folder", root, color="rgb"), seed=0)
+    assert rgb.x_train.shape[-1] == 3
+
+
+def test_folder_with_one_class(tmp_path):
+    root = _folder(tmp_path / "imgs", classes=("only",))
+    with pytest.raises(DataError, match=r"imgs: found 1 class folder\(s\); need at least 2"):
+        data.prepare(data_params("folder", root), seed=0)
+
+
+def test_folder_with_mixed_sizes_names_the_file(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(root / "dog" / "odd.png")
+    with pytest.raises(DataError, match=r"dog/odd.png: image is 9x9, but .*cat/0.png is 10x8"):
+        data.prepare(data_params("folder", root), seed=0)
+
+
+def test_folder_with_unreadable_image(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    (root / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"cat/broken.png: not a readable image"):
+        data.prepare(data_params("folder", root), seed=0)
+
+
+def test_missing_source_path(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere: idx folder not found"):
+        data.prepare(data_params("idx", tmp_path / "nowhere"), seed=0)

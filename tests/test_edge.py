@@ -1,0 +1,127 @@
+"""The edge path: TFLite runtime only. Conversion dtypes, runtime accuracy, and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipelines.common.errors import ModelFileError
+from pipelines.edge import bench, evaluate, runtime
+from tests.conftest import ROOT, run_env
+
+# Runs a snippet with TensorFlow and torch made unimportable, as on a device with only the runtime.
+NO_FRAMEWORKS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "torch", "torch_geometric"):
+            raise ImportError(f"blocked import of {name}")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_int8_file_is_full_integer(tiny_models):
+    d = evaluate.tensor_dtypes(tiny_models["int8"])
+    assert d["inputs"] == ["int8"] and d["outputs"] == ["int8"]
+    assert "float32" not in d["tensors"]
+    assert d["tensors"]["int8"] > d["tensors"].get("int32", 0)
+    f = evaluate.tensor_dtypes(tiny_models["fp32"])
+    assert f["inputs"] == ["float32"] and "int8" not in f["tensors"]
+    ratio = tiny_models["fp32"].stat().st_size / tiny_models["int8"].stat().st_size
+    assert 2.0 < ratio < 4.5
+
+
+def test_runtime_outputs_match_keras(tiny_models):
+    x = tiny_models["x"][:200].astype(np.float32) / 255.0
+    keras_logits = tiny_models["keras"].predict(x, verbose=0)
+    fp32 = evaluate.predict(tiny_models["fp32"], x, batch_size=64)
+    np.testing.assert_allclose(fp32, keras_logits, rtol=1e-4, atol=1e-4)
+    int8 = evaluate.predict(tiny_models["int8"], x, batch_size=64)
+    assert (int8.argmax(-1) == keras_logits.argmax(-1)).mean() > 0.95
+    acc_keras = float((keras_logits.argmax(-1) == tiny_models["y"][:200]).mean())
+    acc_int8 = evaluate.accuracy(tiny_models["int8"], tiny_models["x"][:200], tiny_models["y"][:200], 50)
+    assert acc_keras > 0.8
+    assert abs(acc_int8 - acc_keras) <= 0.02
+
+
+def test_benchmark_measures_what_it_says(tiny_models):
+    r = bench.benchmark(tiny_models["int8"], threads=1, warmup_runs=3, min_runs=30, min_seconds=0.2, pin_cpu=0)
+    assert r["runs"] >= 30
+    assert r["cpu_affinity"] == [0]
+    assert r["threads"] == 1 and r["size_bytes"] == tiny_models["int8"].stat().st_size
+    assert 0 < r["latency_min_ms"] <= r["latency_p50_ms"] <= r["latency_p90_ms"] <= r["latency_p99_ms"]
+    assert r["init_ms"] > 0
+    assert r["host"]["runtime"].startswith("ai-edge-litert")
+
+
+def test_synthetic_inputs_follow_dtype():
+    rng = np.random.default_rng(0)
+    ins = bench.synthetic_inputs(
+        [{"shape": np.array([1, 4]), "dtype": np.int8}, {"shape": np.array([-1, 3]), "dtype": np.float32}], rng
+    )
+    assert ins[0].dtype == np.int8 and ins[0].shape == (1, 4)
+    assert ins[1].dtype == np.float32 and ins[1].shape == (1, 3)
+
+
+def test_not_a_tflite_file(tmp_path):
+    p = tmp_path / "model.tflite"
+    p.write_bytes(b"PK\x03\x04 this is a zip")
+    with pytest.raises(ModelFileError, match=r"model.tflite: not a TFLite model"):
+        runtime.load(p)
+    with pytest.raises(ModelFileError, match=r"nothing.tflite: file not found"):
+        runtime.load(tmp_path / "nothing.tflite")
+
+
+def test_edgesmith_bench_runs_without_tensorflow_or_torch(tiny_models, tmp_path):
+    out = tmp_path / "bench.json"
+    code = NO_FRAMEWORKS + (
+        "from pipelines.cli import main\n"
+        f"rc = main(['bench', {str(tiny_models['fp32'])!r}, '--runs', '20', '--warmup', '2',"
+        f" '--min-seconds', '0', '--json', {str(out)!r}])\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')]\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=ROOT,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["runs"] >= 20 and result["threads"] == 1 and result["latency_p50_ms"] > 0
+
+
+def test_benchmark_stage_runs_without_tensorflow_or_torch(tiny_models, tmp_path):
+    import shutil
+
+    import yaml
+
+    models = tmp_path / "tflite"
+    models.mkdir()
+    shutil.copy(tiny_models["int8"], models / "tiny_int8.tflite")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["base"]["mlruns_dir"] = str(tmp_path / "mlruns")
+    raw["benchmark"].update(min_runs=10, min_seconds=0.0, warmup_runs=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    metrics = tmp_path / "benchmark.json"
+    code = NO_FRAMEWORKS + (
+        "from stages.benchmark import main\n"
+        f"main(['--params', {str(tmp_path / 'params.yaml')!r}, '--models', {str(models)!r},"
+        f" '--metrics', {str(metrics)!r}])\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=ROOT,
+                          timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(metrics.read_text())
+    assert m["models"]["tiny_int8"]["runs"] >= 10
+
+
+def test_edgesmith_bench_rejects_bad_file_with_one_line(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_text("hello")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "bench", str(bad)], capture_output=True,
+                          text=True, env=run_env(), cwd=ROOT, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {bad}: not a TFLite model (no 'TFL3' flatbuffer identifier)"]

@@ -1,0 +1,53 @@
+"""The report: joining results, choosing the final model, the Pareto front, plots and table."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from pipelines.common import report
+
+
+def rows():
+    q = {
+        "teacher_fp32": {"file": "a.tflite", "dtype": "float32", "accuracy": 0.925, "size_bytes": 4000, "params": 10},
+        "teacher_int8": {"file": "b.tflite", "dtype": "int8", "accuracy": 0.921, "size_bytes": 1000, "params": 10},
+        "tiny_int8": {"file": "c.tflite", "dtype": "int8", "accuracy": 0.80, "size_bytes": 100, "params": 2},
+    }
+    m = {
+        "teacher_fp32": {"latency_p50_ms": 0.5, "latency_p90_ms": 0.6, "latency_p99_ms": 0.9, "threads": 1, "init_ms": 2},
+        "teacher_int8": {"latency_p50_ms": 0.6, "latency_p90_ms": 0.7, "latency_p99_ms": 1.0, "threads": 1, "init_ms": 2},
+        "tiny_int8": {"latency_p50_ms": 0.05, "latency_p90_ms": 0.06, "latency_p99_ms": 0.1, "threads": 1, "init_ms": 1},
+    }
+    return report.model_rows(q, m)
+
+
+def test_rows_have_every_contract_field():
+    r = rows()
+    assert [x["name"] for x in r] == ["teacher_fp32", "teacher_int8", "tiny_int8"]
+    assert all(set(x) == set(report.FIELDS) for x in r)
+    assert r[1]["latency_p50_ms"] == 0.6 and r[1]["size_bytes"] == 1000 and r[1]["macs"] is None
+
+
+def test_final_is_best_ranked_within_the_accuracy_budget():
+    r = rows()
+    assert report.choose_final(r, 1.0, "size_bytes") == "teacher_int8"
+    assert report.choose_final(r, 1.0, "latency_p50_ms") == "teacher_fp32"
+    assert report.choose_final(r, 0.3, "size_bytes") == "teacher_fp32"
+    assert report.choose_final(r, 20.0, "size_bytes") == "tiny_int8"
+
+
+def test_pareto_front_drops_dominated_models():
+    assert report.pareto_front(rows()) == ["teacher_fp32", "tiny_int8"]
+
+
+def test_csv_plot_and_table(tmp_path):
+    r = rows()
+    text = report.csv_text(r)
+    assert text.splitlines()[0] == ",".join(report.FIELDS)
+    assert len(text.splitlines()) == 4
+    png = tmp_path / "p.png"
+    report.plot_accuracy_latency(r, "teacher_int8", png)
+    with Image.open(png) as im:
+        assert im.size[0] > 400 and im.size[1] > 300
+    t = report.table({"models": r, "final": "teacher_int8"})
+    assert "teacher_int8" in t and t.splitlines()[-1] == "final: teacher_int8"
