@@ -16,12 +16,22 @@ from pipelines.common.errors import UserError
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.common import io
-    from pipelines.edge import bench
 
-    result = bench.benchmark(
-        args.model, threads=args.threads, warmup_runs=args.warmup, min_runs=args.runs,
+    settings = dict(
+        threads=args.threads, warmup_runs=args.warmup, min_runs=args.runs,
         min_seconds=args.min_seconds, pin_cpu=None if args.no_pin else args.cpu,
     )  # fmt: skip
+    if args.remote:
+        from pipelines.edge import remote
+
+        result = remote.bench_remote(
+            args.model, args.remote, port=args.port, identity=args.identity, python=args.python,
+            ssh_options=args.ssh_option, timeout=args.timeout, **settings,
+        )  # fmt: skip
+    else:
+        from pipelines.edge import bench
+
+        result = bench.benchmark(args.model, **settings)
     text = json.dumps(result, indent=2)
     if args.json:
         io.write_text(args.json, text + "\n")
@@ -59,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpu", type=int, default=0, help="first CPU of the pinned set (default 0)")
     b.add_argument("--no-pin", action="store_true", help="do not pin CPU affinity")
     b.add_argument("--json", help="also write the result to this JSON file")
+    b.add_argument("--remote", metavar="USER@HOST", help="run on this device over SSH, with its own Python and runtime")
+    b.add_argument("--port", type=int, help="SSH port of the device")
+    b.add_argument("--identity", help="SSH private key for the device")
+    b.add_argument("--python", default="python3", help="the device's Python interpreter (default python3)")
+    b.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="extra ssh -o option")
+    b.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole remote run")
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("report", help="print metrics/report.json as a table")

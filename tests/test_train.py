@@ -1,0 +1,45 @@
+"""Teacher training: the architecture follows params, and a seeded run is bit-for-bit repeatable on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import make_images
+
+P = {"widths": [4, 8], "convs_per_block": 2, "dropout": 0.1, "dense_units": 16, "dense_dropout": 0.1,
+     "bn_momentum": 0.9, "epochs": 2, "batch_size": 32, "learning_rate": 0.01, "weight_decay": 0.0,
+     "label_smoothing": 0.1, "augment_flip": True, "augment_shift": 2}  # fmt: skip
+
+
+def _train(seed: int):
+    from pipelines.vision import train
+    from pipelines.vision.tfk import seed_everything
+
+    x, y = make_images(240, size=16, seed=7)
+    x = x[..., None]
+    seed_everything(seed)
+    model = train.build_teacher((16, 16, 1), 10, P)
+    history = train.train_classifier(model, x[:200], y[:200].astype(np.int64), x[200:], y[200:].astype(np.int64), P, seed)
+    return model, history
+
+
+def test_teacher_architecture_follows_params():
+    from pipelines.vision import train
+
+    model = train.build_teacher((16, 16, 1), 10, P)
+    convs = [layer for layer in model.layers if layer.name.endswith(("conv0", "conv1"))]
+    assert [c.filters for c in convs] == [4, 4, 8, 8]
+    assert model.output_shape == (None, 10)
+    # 3x3 convs without bias + BN(4 per channel) + dense 8*4*4 -> 16 -> 10
+    expected = (9 * 1 * 4 + 9 * 4 * 4 + 9 * 4 * 8 + 9 * 8 * 8) + 4 * (4 + 4 + 8 + 8) + (128 * 16 + 16) + (16 * 10 + 10)
+    assert model.count_params() == expected
+
+
+def test_same_seed_same_weights_and_history():
+    a, ha = _train(5)
+    b, hb = _train(5)
+    assert ha == hb
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        assert np.array_equal(wa, wb)
+    c, _ = _train(6)
+    assert not all(np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights(), strict=True))
