@@ -39,6 +39,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pipelines.common import io
+    from pipelines.edge import analyze
+
+    result = analyze.analyze(args.model)
+    if args.json:
+        io.write_json(args.json, result)
+    print(analyze.format_table(result))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pipelines.common import io
+    from pipelines.edge import calibrate
+
+    result = calibrate.calibrate(
+        args.folder, threads=args.threads, min_runs=args.runs, min_seconds=args.min_seconds,
+        pin_cpu=None if args.no_pin else args.cpu,
+    )  # fmt: skip
+    if args.json:
+        io.write_json(args.json, result)
+    print(json.dumps(result["profile"], indent=2))
+    fit = result["fit"]
+    print(f"fit: median |error| {fit['median_abs_error']:.1%}, {fit['within_tolerance']:.0%} of "
+          f"{len(fit['models'])} models within {fit['tolerance']:.0%}")  # fmt: skip
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines.common import io, report
 
@@ -76,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="extra ssh -o option")
     b.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole remote run")
     b.set_defaults(func=cmd_bench)
+
+    a = sub.add_parser("analyze", help="per-operator MACs, parameters and memory-access cost of a .tflite file")
+    a.add_argument("model", help="path to a .tflite file")
+    a.add_argument("--json", help="also write the full analysis to this JSON file")
+    a.set_defaults(func=cmd_analyze)
+
+    c = sub.add_parser("calibrate", help="fit this host's cost-model profile to measured latencies")
+    c.add_argument("folder", nargs="?", default="models/calibration", help="folder of .tflite files to measure")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--runs", type=int, default=100, help="minimum timed runs per model")
+    c.add_argument("--min-seconds", type=float, default=1.0)
+    c.add_argument("--cpu", type=int, default=0, help="first CPU of the pinned set (default 0)")
+    c.add_argument("--no-pin", action="store_true", help="do not pin CPU affinity")
+    c.add_argument("--json", help="also write the fitted profile and per-model errors here")
+    c.set_defaults(func=cmd_calibrate)
 
     r = sub.add_parser("report", help="print metrics/report.json as a table")
     r.add_argument("path", nargs="?", default="metrics/report.json")

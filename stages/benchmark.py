@@ -1,4 +1,7 @@
-"""Stage `benchmark`: measure every .tflite file in the TFLite runtime (no TensorFlow here)."""
+"""Stage `benchmark`: measure every .tflite file in the TFLite runtime, analyse its flatbuffer
+(MACs, memory-access cost, peak activations), and predict its latency on every device profile
+with the roofline model; the host's prediction is checked against the measurement.
+TFLite runtime and NumPy only: no TensorFlow in this stage."""
 
 from __future__ import annotations
 
@@ -6,22 +9,27 @@ import argparse
 import logging
 from pathlib import Path
 
+from pipelines.common import io
 from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.benchmark")
+TOTALS = ("macs", "params", "weight_bytes", "memory_access_bytes", "peak_activation_bytes")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m stages.benchmark", description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--models", required=True, help="folder of .tflite files")
+    ap.add_argument("--calibration", required=True, help="metrics/calibrate.json (the fitted host profile)")
     ap.add_argument("--metrics", required=True, help="metrics/benchmark.json")
     args = ap.parse_args(argv)
-    with Stage("benchmark", args.params, sections=["benchmark"], inputs={"models": args.models}) as st:
-        from pipelines.edge import bench, host
+    inputs = {"models": args.models, "calibration": args.calibration}
+    with Stage("benchmark", args.params, sections=["benchmark", "devices"], inputs=inputs) as st:
+        from pipelines.edge import analyze, bench, cost, host
 
         p = st.params["benchmark"]
+        profiles = {"host": io.read_json(args.calibration)["profile"], **st.params["devices"]["profiles"]}
         files = sorted(Path(args.models).glob("*.tflite"))
         if not files:
             raise UserError(f"{args.models}: no .tflite files to benchmark")
@@ -32,8 +40,29 @@ def main(argv: list[str] | None = None) -> None:
                 min_seconds=p["min_seconds"], pin_cpu=p["pin_cpu"], seed=st.seed,
             )  # fmt: skip
             r.pop("host")
+            a = analyze.analyze(f)
+            r.update({k: a["totals"][k] for k in TOTALS})
+            predicted = {name: round(cost.predict_ms(a["ops"], prof), 5) for name, prof in profiles.items()}
+            r["predicted_latency_ms"] = predicted
+            r["prediction_error_host"] = round(cost.relative_error(predicted["host"], r["latency_p50_ms"]), 4)
+            r["ops"] = [
+                {**{k: op[k] for k in ("index", "op", "dtype", "macs", "memory_access_bytes")}, **b}
+                for op, b in zip(a["ops"], cost.breakdown(a["ops"], profiles["host"]), strict=True)
+            ]
+            log.info("benchmark: %s measured %.4f ms, predicted %.4f ms on the host (%+.0f %%)", f.stem,
+                     r["latency_p50_ms"], predicted["host"], 100 * r["prediction_error_host"])  # fmt: skip
             results[f.stem] = r
-        st.finish({"host": host.fingerprint(), "models": results}, args.metrics)
+        errors = [abs(r["prediction_error_host"]) for r in results.values()]
+        summary = {
+            "host": host.fingerprint(),
+            "host_prediction": {
+                "within_20pct": round(sum(e <= 0.2 for e in errors) / len(errors), 4),
+                "max_abs_error": round(max(errors), 4),
+            },
+            "profiles": profiles,
+            "models": results,
+        }
+        st.finish(summary, args.metrics)
 
 
 if __name__ == "__main__":

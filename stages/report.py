@@ -1,5 +1,5 @@
-"""Stage `report`: join accuracy and measurements into metrics/report.json, plots, and one
-MLflow summary run holding every model's figures side by side."""
+"""Stage `report`: join accuracy, measurements and cost analysis into metrics/report.json,
+plots, and one MLflow summary run holding every model's figures side by side."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--quantize", required=True, help="metrics/quantize.json")
     ap.add_argument("--benchmark", required=True, help="metrics/benchmark.json")
+    ap.add_argument("--calibration", required=True, help="metrics/calibrate.json")
     ap.add_argument("--out", required=True, help="metrics/report.json")
-    ap.add_argument("--csv", required=True, help="plot data for dvc plots (.csv)")
-    ap.add_argument("--png", required=True, help="accuracy vs latency plot (.png)")
+    ap.add_argument("--plots", required=True, help="folder for the plots and their data")
     args = ap.parse_args(argv)
-    inputs = {"quantize": args.quantize, "benchmark": args.benchmark}
+    inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
     with Stage("report", args.params, sections=["report"], inputs=inputs) as st:
         p = st.params["report"]
-        quantized = io.read_json(args.quantize)["models"]
         measured = io.read_json(args.benchmark)
-        rows = report.model_rows(quantized, measured["models"])
+        calibration = io.read_json(args.calibration)
+        rows = report.model_rows(io.read_json(args.quantize)["models"], measured["models"])
         final = report.choose_final(rows, p["max_accuracy_drop"], p["rank_by"])
         doc = {
             "pipeline": "vision",
@@ -36,21 +36,37 @@ def main(argv: list[str] | None = None) -> None:
             "selection": {"max_accuracy_drop": p["max_accuracy_drop"], "rank_by": p["rank_by"]},
             "pareto_front": report.pareto_front(rows),
             "host": measured.get("host"),
+            "cost_model": {
+                "profiles": measured["profiles"],
+                "calibration_fit": {k: calibration["fit"][k] for k in ("median_abs_error", "within_tolerance", "tolerance")},
+                "host_prediction": measured["host_prediction"],
+            },
             "models": rows,
         }
-        io.write_text(args.csv, report.csv_text(rows))
-        with io.atomic_path(args.png) as tmp:
-            report.plot_accuracy_latency(rows, final, tmp)
+        plots = Path(args.plots)
+        final_ops = measured["models"][final]["ops"]
+        io.write_text(plots / "report.csv", report.csv_text(rows))
+        io.write_text(plots / "final_ops.csv", report.csv_text(final_ops, ("index", "op", "dtype", "macs", "memory_access_bytes", "predicted_ms", "bound")))
+        pngs = {
+            "accuracy_latency.png": lambda t: report.plot_accuracy_vs(rows, final, t, "latency_p50_ms"),
+            "accuracy_memory_access.png": lambda t: report.plot_accuracy_vs(rows, final, t, "memory_access_bytes"),
+            "final_ops.png": lambda t: report.plot_per_op(final_ops, final, t),
+        }
+        for name, draw in pngs.items():
+            with io.atomic_path(plots / name) as tmp:
+                draw(tmp)
         print(report.table(doc), flush=True)
         final_row = next(r for r in rows if r["name"] == final)
-        stage_metrics = {"final_" + k: v for k, v in final_row.items() if k not in ("name", "file", "dtype")}
-        st.finish(doc, args.out, artifacts=[args.csv, args.png], extra_tags={"edgesmith.final": final})
+        st.finish(doc, args.out, artifacts=[plots / n for n in pngs], extra_tags={"edgesmith.final": final})
         side_by_side = {r["name"]: {k: v for k, v in r.items() if k not in ("name", "file", "dtype")} for r in rows}
         st.log_run(
-            "summary", {**side_by_side, **stage_metrics}, artifacts=[args.out, args.csv, args.png],
-            extra_tags={"edgesmith.summary": "true", "edgesmith.final": final}, extra_params={"final": final},
-        )  # fmt: skip
-        log.info("report: %s; final model %s", Path(args.out), final)
+            "summary",
+            {**side_by_side, **{"final_" + k: v for k, v in final_row.items() if k not in ("name", "file", "dtype")}},
+            artifacts=[args.out, plots / "report.csv", *[plots / n for n in pngs]],
+            extra_tags={"edgesmith.summary": "true", "edgesmith.final": final},
+            extra_params={"final": final},
+        )
+        log.info("report: %s; final model %s", args.out, final)
 
 
 if __name__ == "__main__":

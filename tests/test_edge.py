@@ -105,17 +105,24 @@ def test_benchmark_stage_runs_without_tensorflow_or_torch(tiny_models, tmp_path)
     raw["benchmark"].update(min_runs=10, min_seconds=0.0, warmup_runs=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     metrics = tmp_path / "benchmark.json"
+    calibration = tmp_path / "calibrate.json"
+    host = {"peak_gmacs_fp32": 30.0, "peak_gmacs_int8": 20.0, "vector_efficiency": 0.4, "bandwidth_gbs": 50.0,
+            "op_overhead_us": 0.2}  # fmt: skip
+    calibration.write_text(json.dumps({"profile": host}))
     code = NO_FRAMEWORKS + (
         "from stages.benchmark import main\n"
         f"main(['--params', {str(tmp_path / 'params.yaml')!r}, '--models', {str(models)!r},"
-        f" '--metrics', {str(metrics)!r}])\n"
+        f" '--calibration', {str(calibration)!r}, '--metrics', {str(metrics)!r}])\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')]\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=ROOT,
                           timeout=180)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    m = json.loads(metrics.read_text())
-    assert m["models"]["tiny_int8"]["runs"] >= 10
+    m = json.loads(metrics.read_text())["models"]["tiny_int8"]
+    assert m["runs"] >= 10 and m["macs"] > 0 and m["memory_access_bytes"] > m["weight_bytes"] > 0
+    assert set(m["predicted_latency_ms"]) == {"host", "cortex_a53", "cortex_a55", "cortex_a76"}
+    assert m["predicted_latency_ms"]["cortex_a53"] > m["predicted_latency_ms"]["cortex_a76"]
+    assert m["prediction_error_host"] == pytest.approx(m["predicted_latency_ms"]["host"] / m["latency_p50_ms"] - 1, abs=1e-3)
 
 
 def test_edgesmith_bench_rejects_bad_file_with_one_line(tmp_path):

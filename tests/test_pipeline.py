@@ -24,7 +24,7 @@ from pipelines.vision.data import Dataset
 from tests.conftest import ROOT, run_env
 
 pytestmark = pytest.mark.slow
-STAGES = ["data", "teacher", "quantize", "benchmark", "report"]
+STAGES = ["data", "teacher", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
 
 
 def _copy_project(dst: Path) -> Path:
@@ -69,6 +69,7 @@ def test_quick_pipeline_survives_kill_9_and_is_reproducible(tmp_path):
     done = _dvc(project, "repro", "profiles/quick/dvc.yaml", timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Running stage 'profiles/quick/dvc.yaml:teacher'" in done.stdout
+    assert "Running stage 'profiles/quick/dvc.yaml:data'" not in done.stdout  # finished before the kill
 
     doc = io.read_json(quick / "metrics" / "report.json")
     assert doc["pipeline"] == "vision" and len(doc["git_commit"]) == 40
@@ -77,6 +78,11 @@ def test_quick_pipeline_survives_kill_9_and_is_reproducible(tmp_path):
     for m in doc["models"]:
         assert set(report.FIELDS) <= set(m)
         assert m["threads"] == 1 and m["latency_p50_ms"] > 0 and m["init_ms"] > 0
+        assert m["macs"] > 1e6 and m["params"] > 1e5 and m["memory_access_bytes"] > m["size_bytes"] / 2
+        assert 0 < m["peak_activation_bytes"] < m["memory_access_bytes"]
+        assert set(m["predicted_latency_ms"]) == {"host", "cortex_a53", "cortex_a55", "cortex_a76"}
+        assert abs(m["prediction_error_host"]) < 1.0
+    assert doc["cost_model"]["calibration_fit"]["within_tolerance"] is not None
     fp32, int8 = doc["models"]
     assert int8["dtype"] == "int8" and fp32["dtype"] == "float32"
     assert 3.5 < fp32["size_bytes"] / int8["size_bytes"] < 4.5
@@ -85,7 +91,8 @@ def test_quick_pipeline_survives_kill_9_and_is_reproducible(tmp_path):
     assert dtypes["inputs"] == dtypes["outputs"] == ["int8"] and "float32" not in dtypes["tensors"]
     ds = Dataset.load(quick / "data" / "dataset.npz")
     assert evaluate.accuracy(quick / int8["file"], ds.x_test, ds.y_test) == pytest.approx(int8["accuracy"])
-    assert (quick / "plots" / "accuracy_latency.png").stat().st_size > 10_000
+    for png in ("accuracy_latency.png", "accuracy_memory_access.png", "final_ops.png"):
+        assert (quick / "plots" / "report" / png).stat().st_size > 10_000
     assert not [p for p in quick.rglob(io.TMP_PREFIX + "*") if "models" in p.parts or "data" in p.parts]
 
     again = _dvc(project, "repro", "profiles/quick/dvc.yaml", timeout=600)

@@ -24,7 +24,7 @@ def rows():
 def test_rows_have_every_contract_field():
     r = rows()
     assert [x["name"] for x in r] == ["teacher_fp32", "teacher_int8", "tiny_int8"]
-    assert all(set(x) == set(report.FIELDS) for x in r)
+    assert all(set(x) == set(report.FIELDS) | set(report.EXTRA_FIELDS) for x in r)
     assert r[1]["latency_p50_ms"] == 0.6 and r[1]["size_bytes"] == 1000 and r[1]["macs"] is None
 
 
@@ -45,9 +45,21 @@ def test_csv_plot_and_table(tmp_path):
     text = report.csv_text(r)
     assert text.splitlines()[0] == ",".join(report.FIELDS)
     assert len(text.splitlines()) == 4
-    png = tmp_path / "p.png"
-    report.plot_accuracy_latency(r, "teacher_int8", png)
-    with Image.open(png) as im:
-        assert im.size[0] > 400 and im.size[1] > 300
+    for cost in ("latency_p50_ms", "memory_access_bytes"):
+        for row, mac in zip(r, (4e6, 1e6, 1e5), strict=True):
+            row["memory_access_bytes"] = mac
+        png = tmp_path / f"{cost}.png"
+        report.plot_accuracy_vs(r, "teacher_int8", png, cost)
+        with Image.open(png) as im:
+            assert im.size[0] > 400 and im.size[1] > 300
+    ops = [{"index": i, "op": "CONV_2D", "macs": 1e6 * i, "memory_access_bytes": 1e4 * i} for i in range(5)]
+    report.plot_per_op(ops, "teacher_int8", tmp_path / "ops.png")
+    assert (tmp_path / "ops.png").stat().st_size > 5000
     t = report.table({"models": r, "final": "teacher_int8"})
     assert "teacher_int8" in t and t.splitlines()[-1] == "final: teacher_int8"
+    r[1]["predicted_latency_ms"] = {"host": 0.5, "cortex_a53": 3.0}
+    r[1]["prediction_error_host"] = -0.1667
+    t = report.table({"models": r, "final": "teacher_int8"})
+    header = t.splitlines()[0].split()
+    assert header[-2:] == ["pred_host_ms", "pred_cortex_a53_ms"]
+    assert "0.5000 (-17%)" in t and "3.0000" in t

@@ -22,17 +22,20 @@ from pipelines.common.errors import ParamsError
 class Field:
     """One parameter: its type, bounds or choices, and whether null is allowed."""
 
-    kind: str  # "int", "float", "bool", "str", "choice", "int_list"
+    kind: str  # "int", "float", "bool", "str", "choice", "int_list", "table"
     low: float | None = None
     high: float | None = None
     low_open: bool = False
     choices: tuple[str, ...] = ()
     nullable: bool = False
     min_items: int = 0
+    row: tuple[tuple[str, Field], ...] = ()  # for "table": the fields of every entry
 
     def describe(self) -> str:
         bounds = self._bounds()
-        if self.kind == "choice":
+        if self.kind == "table":
+            text = f"a mapping of at least {self.min_items} names to entries with keys " + ", ".join(k for k, _ in self.row)
+        elif self.kind == "choice":
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind == "int_list":
             text = f"a list of at least {self.min_items} integers" + (f" each {bounds}" if bounds else "")
@@ -52,6 +55,8 @@ class Field:
     def check(self, value: Any) -> bool:
         if value is None:
             return self.nullable
+        if self.kind == "table":
+            return isinstance(value, dict) and len(value) >= self.min_items
         if self.kind == "int_list":
             return (
                 isinstance(value, list)
@@ -94,6 +99,10 @@ def Int(low: float | None = None, high: float | None = None, nullable: bool = Fa
 
 def Float(low: float | None = None, high: float | None = None, low_open: bool = False) -> Field:
     return Field("float", low, high, low_open=low_open)
+
+
+def Table(min_items: int = 1, **row: Field) -> Field:
+    return Field("table", min_items=min_items, row=tuple(row.items()))
 
 
 def Choice(*choices: str) -> Field:
@@ -145,6 +154,19 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "min_seconds": Float(0.0),
         "pin_cpu": Int(0, nullable=True),  # first core of the pinned set; null: no pinning
     },
+    "devices": {
+        # mobile-class CPU profiles for the roofline latency model (pipelines/edge/cost.py)
+        "profiles": Table(
+            1,
+            description=Str,
+            peak_gmacs_fp32=Float(0.0, low_open=True),
+            peak_gmacs_int8=Float(0.0, low_open=True),
+            vector_efficiency=Float(0.0, 1.0, low_open=True),
+            bandwidth_gbs=Float(0.0, low_open=True),
+            op_overhead_us=Float(0.0),
+            source=Str,
+        ),
+    },
     "report": {
         "max_accuracy_drop": Float(0.0, 100.0),  # points below the best model still acceptable
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
@@ -188,8 +210,26 @@ def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = N
                 raise ParamsError(f"{name}: missing key {section}.{key}, which must be {spec.describe()}")
             if not spec.check(values[key]):
                 raise ParamsError(f"{name}: {section}.{key} must be {spec.describe()}, got {_show(values[key])}")
+            if spec.kind == "table":
+                _validate_table(values[key], spec, f"{section}.{key}", name)
         out[section] = dict(values)
     return out
+
+
+def _validate_table(table: dict, spec: Field, where: str, name: str) -> None:
+    fields = dict(spec.row)
+    for entry, values in table.items():
+        at = f"{where}.{entry}"
+        if not isinstance(values, dict):
+            raise ParamsError(f"{name}: {at} must be a mapping with keys {', '.join(fields)}, got {_show(values)}")
+        for key in values:
+            if key not in fields:
+                raise ParamsError(f"{name}: unknown key {at}.{key}; allowed: {', '.join(fields)}")
+        for key, field in fields.items():
+            if key not in values:
+                raise ParamsError(f"{name}: missing key {at}.{key}, which must be {field.describe()}")
+            if not field.check(values[key]):
+                raise ParamsError(f"{name}: {at}.{key} must be {field.describe()}, got {_show(values[key])}")
 
 
 def _show(value: Any) -> str:

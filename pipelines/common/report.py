@@ -19,14 +19,24 @@ FIELDS = (
 )  # fmt: skip
 
 
+# Beyond the contract: the spread of the measurement and the cost model's view.
+EXTRA_FIELDS = (
+    "weight_bytes", "latency_mean_ms", "latency_std_ms", "runs", "peak_memory_bytes",
+    "predicted_latency_ms", "prediction_error_host",
+)  # fmt: skip
+
+
 def model_rows(quantized: Mapping[str, Mapping], measured: Mapping[str, Mapping]) -> list[dict[str, Any]]:
-    """Join conversion results (accuracy, size) with measurements (latency) by variant name."""
+    """Join conversion results (accuracy, size) with measurements and analysis by variant name.
+
+    `params` comes from the .tflite file when it was analysed (what ships, BatchNorm folded).
+    """
     rows = []
     for name, q in quantized.items():
         m = measured.get(name, {})
-        row = {f: None for f in FIELDS}
+        row = {f: None for f in (*FIELDS, *EXTRA_FIELDS)}
         row.update({k: q.get(k) for k in FIELDS if k in q})
-        row.update({k: m.get(k) for k in FIELDS if k in m and k not in ("file", "size_bytes")})
+        row.update({k: m[k] for k in (*FIELDS, *EXTRA_FIELDS) if k in m and k not in ("file", "size_bytes")})
         row["name"] = name
         rows.append(row)
     return rows
@@ -75,34 +85,65 @@ def csv_text(rows: list[dict], columns: tuple[str, ...] = FIELDS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_accuracy_latency(rows: list[dict], final: str, path: str | Path) -> None:
-    """PNG of accuracy against measured p50 latency, the Pareto front joined, the final model ringed."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+COST_LABELS = {
+    "latency_p50_ms": "measured p50 latency on this host, ms",
+    "memory_access_bytes": "memory-access cost (bytes read + written per inference)",
+}
+
+
+def plot_accuracy_vs(rows: list[dict], final: str, path: str | Path, cost: str = "latency_p50_ms") -> None:
+    """PNG of accuracy against a cost, the Pareto front joined, the final model ringed."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    front = set(pareto_front(rows))
-    pts = [r for r in rows if r["latency_p50_ms"] is not None]
+    front = set(pareto_front(rows, cost))
+    pts = [r for r in rows if r[cost] is not None]
     for r in pts:
-        ax.scatter(r["latency_p50_ms"], r["accuracy"] * 100, s=60, zorder=3,
+        ax.scatter(r[cost], r["accuracy"] * 100, s=60, zorder=3,
                    color="tab:blue" if r["dtype"] == "int8" else "tab:orange")  # fmt: skip
-        ax.annotate(r["name"], (r["latency_p50_ms"], r["accuracy"] * 100), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)  # fmt: skip
+        ax.annotate(r["name"], (r[cost], r["accuracy"] * 100), textcoords="offset points", xytext=(6, 4), fontsize=8)
         if r["name"] == final:
-            ax.scatter(r["latency_p50_ms"], r["accuracy"] * 100, s=220, facecolors="none",
+            ax.scatter(r[cost], r["accuracy"] * 100, s=220, facecolors="none",
                        edgecolors="tab:red", linewidths=1.5, zorder=4, label=f"final: {final}")  # fmt: skip
-    fr = sorted((r for r in pts if r["name"] in front), key=lambda r: r["latency_p50_ms"])
+    fr = sorted((r for r in pts if r["name"] in front), key=lambda r: r[cost])
     if len(fr) > 1:
-        ax.plot([r["latency_p50_ms"] for r in fr], [r["accuracy"] * 100 for r in fr], "--", color="gray",
-                label="Pareto front")  # fmt: skip
-    threads = sorted({r["threads"] for r in pts if r["threads"]})
-    ax.set_xlabel(f"measured p50 latency on this host, ms ({'/'.join(map(str, threads)) or '?'} thread)")
+        ax.plot([r[cost] for r in fr], [r["accuracy"] * 100 for r in fr], "--", color="gray", label="Pareto front")
+    label = COST_LABELS.get(cost, cost)
+    if cost == "latency_p50_ms":
+        threads = sorted({r["threads"] for r in pts if r["threads"]})
+        label += f" ({'/'.join(map(str, threads)) or '?'} thread)"
+    ax.set_xlabel(label)
     ax.set_ylabel("test accuracy, %")
-    ax.set_title("accuracy vs latency (orange: fp32, blue: int8)")
+    ax.set_title(f"accuracy vs {cost} (orange: fp32, blue: int8)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_per_op(ops: list[dict], name: str, path: str | Path) -> None:
+    """Bar chart per operator of the final model: memory-access cost and MACs, side by side."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(7, 0.45 * len(ops)), 6), dpi=120, sharex=True)
+    labels = [f"{o['index']}:{o['op']}" for o in ops]
+    x = range(len(ops))
+    top.bar(x, [o["memory_access_bytes"] / 1e3 for o in ops], color="tab:purple")
+    top.set_ylabel("memory access, KB")
+    top.set_title(f"{name}: cost per operator, in execution order")
+    bottom.bar(x, [o["macs"] / 1e6 for o in ops], color="tab:green")
+    bottom.set_ylabel("MACs, millions")
+    bottom.set_xticks(list(x), labels, rotation=70, ha="right", fontsize=7)
+    for ax in (top, bottom):
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -111,12 +152,26 @@ def plot_accuracy_latency(rows: list[dict], final: str, path: str | Path) -> Non
 def table(report: Mapping[str, Any]) -> str:
     """A plain-text table of the report for people."""
     cols = [("name", "{}"), ("dtype", "{}"), ("accuracy", "{:.4f}"), ("size_bytes", "{:,}"),
-            ("params", "{:,}"), ("latency_p50_ms", "{:.4f}"), ("latency_p99_ms", "{:.4f}")]  # fmt: skip
-    cells = [[c for c, _ in cols]]
+            ("params", "{:,}"), ("macs", "{:,}"), ("memory_access_bytes", "{:,}"),
+            ("latency_p50_ms", "{:.4f}"), ("latency_p99_ms", "{:.4f}")]  # fmt: skip
+    devices = sorted({d for r in report["models"] for d in (r.get("predicted_latency_ms") or {})}, key=_host_first)
+    cells = [[c for c, _ in cols] + [f"pred_{d}_ms" for d in devices]]
     for r in report["models"]:
-        cells.append([("-" if r.get(c) is None else f.format(r[c])) for c, f in cols])
+        row = [("-" if r.get(c) is None else f.format(r[c])) for c, f in cols]
+        predicted = r.get("predicted_latency_ms") or {}
+        for d in devices:
+            text = "-" if d not in predicted else f"{predicted[d]:.4f}"
+            if d == "host" and r.get("prediction_error_host") is not None:
+                text += f" ({r['prediction_error_host']:+.0%})"
+            row.append(text)
+        cells.append(row)
+    cols = cols + [(d, "") for d in devices]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"final: {report['final']}")
     return "\n".join(lines)
+
+
+def _host_first(name: str) -> tuple[int, str]:
+    return (name != "host", name)

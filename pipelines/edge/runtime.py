@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pipelines.common.errors import ModelFileError
@@ -34,6 +35,26 @@ def interpreter_class() -> tuple[type, str]:
     except ImportError:
         raise ModelFileError(
             "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime)"
+        ) from None
+
+
+@functools.cache
+def schema_module() -> ModuleType:
+    """The TFLite flatbuffer schema module (`schema_py_generated`): ai_edge_litert's, else TensorFlow's."""
+    try:
+        from ai_edge_litert import schema_py_generated
+
+        return schema_py_generated
+    except ImportError:
+        pass
+    try:
+        # Last resort only: importing it loads all of TensorFlow, which a device does not have.
+        from tensorflow.lite.python import schema_py_generated
+
+        return schema_py_generated
+    except ImportError:
+        raise ModelFileError(
+            "no TFLite flatbuffer schema found: pip install ai-edge-litert (it ships schema_py_generated)"
         ) from None
 
 

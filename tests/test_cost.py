@@ -1,0 +1,56 @@
+"""The roofline cost model and the host calibration fit, on hand-made operator lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.edge import calibrate, cost
+
+PROFILE = {"peak_gmacs_fp32": 10.0, "peak_gmacs_int8": 40.0, "vector_efficiency": 0.5, "bandwidth_gbs": 5.0, "op_overhead_us": 2.0}
+
+
+def op(macs, mac_bytes, dtype="float32", index=0, kind="CONV_2D"):
+    return {"index": index, "op": kind, "dtype": dtype, "macs": macs, "memory_access_bytes": mac_bytes}
+
+
+def test_roofline_takes_the_slower_of_compute_and_memory_plus_overhead():
+    # 1e7 MACs at 10 GMAC/s = 1 ms; 1e6 bytes at 5 GB/s = 0.2 ms; + 2 us
+    assert cost.op_seconds(op(1e7, 1e6), PROFILE) == (pytest.approx(1.002e-3), "compute")
+    # int8 uses the int8 peak: 1e7 / 40e9 = 0.25 ms; memory 0.2 ms
+    assert cost.op_seconds(op(1e7, 1e6, "int8"), PROFILE) == (pytest.approx(0.252e-3), "compute")
+    # memory bound: 1e7 bytes at 5 GB/s = 2 ms
+    assert cost.op_seconds(op(1e3, 1e7), PROFILE)[1] == "memory"
+    assert cost.op_seconds(op(0, 10), PROFILE)[1] == "overhead"
+    ops = [op(1e7, 1e6, index=0), op(1e3, 1e7, index=1)]
+    assert cost.predict_ms(ops, PROFILE) == pytest.approx(1.002 + 2.002)
+    assert [b["bound"] for b in cost.breakdown(ops, PROFILE)] == ["compute", "memory"]
+
+
+def test_relative_error_sign():
+    assert cost.relative_error(1.2, 1.0) == pytest.approx(0.2)
+    assert cost.relative_error(0.5, 1.0) == pytest.approx(-0.5)
+
+
+def test_fit_recovers_a_known_profile_from_synthetic_measurements():
+    truth = {"peak_gmacs_fp32": 25.0, "peak_gmacs_int8": 12.0, "vector_efficiency": 0.4, "bandwidth_gbs": 8.0, "op_overhead_us": 3.0}
+    suite = []
+    for i, (macs, mac_bytes, dtype, n) in enumerate([
+        (5e7, 1e5, "float32", 3), (2e7, 5e4, "int8", 2), (1e4, 4e6, "float32", 2), (1e4, 2e6, "int8", 1),
+        (10, 100, "float32", 30), (3e6, 3e5, "float32", 5), (3e6, 3e5, "int8", 5), (1e8, 1e6, "int8", 1),
+    ]):  # fmt: skip
+        ops = [op(macs, mac_bytes, dtype, j) for j in range(n)]
+        if i % 2:  # half the models also hold a compute-bound depthwise convolution
+            ops.append(op(macs, mac_bytes / 10, dtype, n, kind="DEPTHWISE_CONV_2D"))
+        suite.append({"name": f"m{i}", "ops": ops, "measured_ms": cost.predict_ms(ops, truth)})
+    fitted = calibrate.fit(suite)
+    for key, value in truth.items():
+        assert fitted[key] == pytest.approx(value, rel=0.05), key
+    check = calibrate.check(suite, fitted)
+    assert check["within_tolerance"] == 1.0 and check["median_abs_error"] < 0.01
+    assert set(check["models"]) == {f"m{i}" for i in range(8)}
+
+
+def test_depthwise_ops_run_at_the_vector_efficiency():
+    gemm = cost.op_seconds(op(1e7, 10), PROFILE)[0]
+    depthwise = cost.op_seconds(op(1e7, 10, kind="DEPTHWISE_CONV_2D"), PROFILE)[0]
+    assert depthwise - 2e-6 == pytest.approx((gemm - 2e-6) / PROFILE["vector_efficiency"])
