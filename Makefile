@@ -12,7 +12,7 @@ MLFLOW_PORT ?= 5000
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup repro repro-quick test test-all test-slow lint ui report doctor clean
+.PHONY: help setup repro repro-quick test test-all test-slow lint ui report doctor bench-stability clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ test-all: ## Every test, slow ones included
 	$(BIN)/python -m pytest -q
 
 lint: ## ruff over the code
-	$(BIN)/ruff check pipelines stages tests
+	$(BIN)/ruff check pipelines stages tests benchmarks
 
 ui: ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) over this project's store (mlruns/)
 	@mkdir -p mlruns
@@ -58,6 +58,9 @@ report: ## Print the last pipeline report (metrics/report.json) as a table
 
 doctor: ## Check the stack, Keras flavour, TFLite runtime, dataset and tracking store
 	$(BIN)/edgesmith doctor
+
+bench-stability: ## Run-to-run spread of p50 latency of the pipeline's .tflite files (5 fresh runs each)
+	$(BIN)/python benchmarks/stability.py models/tflite --rounds 5 --json metrics/bench_stability.json
 
 clean: ## Remove pipeline outputs of both profiles (keeps .venv, the DVC cache and mlruns/)
 	rm -rf data models metrics plots $(QUICK)/data $(QUICK)/models $(QUICK)/metrics $(QUICK)/plots
