@@ -58,6 +58,11 @@ BAD_EDITS = [
     ("benchmark.min_seconds", -1.0, "benchmark.min_seconds must be a number >= 0, got -1.0"),
     ("report.rank_by", "speed", "report.rank_by must be one of 'size_bytes', 'latency_p50_ms', got 'speed'"),
     ("base.seed", None, "base.seed must be an integer >= 0, got null"),
+    ("devices.profiles.cortex_a53.bandwidth_gbs", -1, "devices.profiles.cortex_a53.bandwidth_gbs must be a number > 0, got -1"),
+    ("devices.profiles.cortex_a53.vector_efficiency", 1.5, "vector_efficiency must be a number > 0 and <= 1, got 1.5"),
+    ("devices.profiles.cortex_a53.clock_ghz", 1.4, "unknown key devices.profiles.cortex_a53.clock_ghz; allowed: description"),
+    ("devices.profiles.phone", 3, "devices.profiles.phone must be a mapping with keys description, peak_gmacs_fp32"),
+    ("devices.profiles", {}, "devices.profiles must be a mapping of at least 1 names to entries"),
     ("quantize", None, "section 'quantize' must be a mapping of its keys, got nothing"),
     ("extra", {"a": 1}, "unknown section 'extra'; allowed: base, data"),
 ]

@@ -202,34 +202,28 @@ def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = N
         if not isinstance(values, dict):
             got = "nothing" if values is None else _show(values)
             raise ParamsError(f"{name}: section '{section}' must be a mapping of its keys, got {got}")
-        for key in values:
-            if key not in fields:
-                raise ParamsError(f"{name}: unknown key {section}.{key}; allowed: {', '.join(fields)}")
-        for key, spec in fields.items():
-            if key not in values:
-                raise ParamsError(f"{name}: missing key {section}.{key}, which must be {spec.describe()}")
-            if not spec.check(values[key]):
-                raise ParamsError(f"{name}: {section}.{key} must be {spec.describe()}, got {_show(values[key])}")
-            if spec.kind == "table":
-                _validate_table(values[key], spec, f"{section}.{key}", name)
+        _check_keys(values, fields, section, name)
         out[section] = dict(values)
     return out
 
 
-def _validate_table(table: dict, spec: Field, where: str, name: str) -> None:
-    fields = dict(spec.row)
-    for entry, values in table.items():
-        at = f"{where}.{entry}"
-        if not isinstance(values, dict):
-            raise ParamsError(f"{name}: {at} must be a mapping with keys {', '.join(fields)}, got {_show(values)}")
-        for key in values:
-            if key not in fields:
-                raise ParamsError(f"{name}: unknown key {at}.{key}; allowed: {', '.join(fields)}")
-        for key, field in fields.items():
-            if key not in values:
-                raise ParamsError(f"{name}: missing key {at}.{key}, which must be {field.describe()}")
-            if not field.check(values[key]):
-                raise ParamsError(f"{name}: {at}.{key} must be {field.describe()}, got {_show(values[key])}")
+def _check_keys(values: dict, fields: dict[str, Field], where: str, name: str) -> None:
+    """Every key of `values` known, every field present and valid; tables are checked entry by entry."""
+    for key in values:
+        if key not in fields:
+            raise ParamsError(f"{name}: unknown key {where}.{key}; allowed: {', '.join(fields)}")
+    for key, spec in fields.items():
+        if key not in values:
+            raise ParamsError(f"{name}: missing key {where}.{key}, which must be {spec.describe()}")
+        if not spec.check(values[key]):
+            raise ParamsError(f"{name}: {where}.{key} must be {spec.describe()}, got {_show(values[key])}")
+        if spec.kind == "table":
+            row = dict(spec.row)
+            for entry, entry_values in values[key].items():
+                at = f"{where}.{key}.{entry}"
+                if not isinstance(entry_values, dict):
+                    raise ParamsError(f"{name}: {at} must be a mapping with keys {', '.join(row)}, got {_show(entry_values)}")
+                _check_keys(entry_values, row, at, name)
 
 
 def _show(value: Any) -> str:

@@ -57,10 +57,17 @@ def _numeric(d: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _quiet_http_retries() -> None:
+def _connect(uri: str):
+    """The mlflow module, pointed at `uri` (a SQLite store's folder is created first)."""
     # MLflow's defaults retry an unreachable server for minutes; a stage should not wait that long.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import mlflow
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return mlflow
 
 
 def log_run(
@@ -76,12 +83,7 @@ def log_run(
     """Log one finished stage as one MLflow run. Returns the run id, or None if tracking failed."""
     uri, artifact_root = store_uris(mlruns_dir)
     try:
-        _quiet_http_retries()
-        import mlflow
-
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(uri)
+        mlflow = _connect(uri)
         exp = mlflow.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else mlflow.create_experiment(
             experiment, artifact_location=artifact_root or None
@@ -112,10 +114,7 @@ def log_run(
 
 def find_runs(experiment: str, mlruns_dir: str | Path, max_results: int = 1000) -> list[dict[str, Any]]:
     """Runs of an experiment as plain dicts (name, tags, metrics, params), newest first."""
-    uri, _ = store_uris(mlruns_dir)
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
+    mlflow = _connect(store_uris(mlruns_dir)[0])
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return []
@@ -137,13 +136,7 @@ def ping(mlruns_dir: str | Path) -> tuple[str, str | None]:
     """(uri, None) when the store answers, (uri, reason) when it does not."""
     uri, _ = store_uris(mlruns_dir)
     try:
-        _quiet_http_retries()
-        import mlflow
-
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(uri)
-        mlflow.search_experiments(max_results=1)
+        _connect(uri).search_experiments(max_results=1)
         return uri, None
     except Exception as exc:  # noqa: BLE001
         return uri, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
