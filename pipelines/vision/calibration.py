@@ -1,6 +1,7 @@
 """A suite of small models that span the cost model's regimes, for calibrating a host profile.
 
-Compute-bound convolutions of several widths, memory-bound depthwise convolutions and
+Compute-bound convolutions of several widths and depths (3x3, 5x5 and pointwise, from one
+input channel to 64), memory-bound depthwise convolutions and
 fully-connected layers, and chains of tiny element-wise ops where per-operator overhead
 dominates. None of them is a pipeline model, so the pipeline's models are predicted out
 of sample.
@@ -61,6 +62,10 @@ SUITE: dict[str, Callable[[], keras.Model]] = {
     "conv14_c32_w64x2": lambda: _conv_stack(14, 32, (64, 64)),
     "conv7_c64_w128": lambda: _conv_stack(7, 64, (128,)),
     "conv32_c8_w8_k5": lambda: _conv_stack(32, 8, (8, 8), kernel=5),
+    "conv20_c24_w48": lambda: _conv_stack(20, 24, (48,)),
+    "conv10_c48_w96x2": lambda: _conv_stack(10, 48, (96, 96)),
+    "pw28_c32_w64": lambda: _conv_stack(28, 32, (64,), kernel=1),
+    "pw14_c64_w128": lambda: _conv_stack(14, 64, (128,), kernel=1),
     "dwise56_c32x2": lambda: _depthwise_stack(56, 32, 2),
     "dwise28_c64x3": lambda: _depthwise_stack(28, 64, 3),
     "dense512x2": lambda: _dense_stack(512, 2),
