@@ -22,6 +22,14 @@ class Block:
             raise ImportError(f"blocked import of {name}")
 sys.meta_path.insert(0, Block())
 """
+NO_FRAMEWORK_MODULES = "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')]\n"
+
+
+def run_without_frameworks(body: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `body` in a fresh interpreter where TensorFlow and torch cannot be imported, and check none was."""
+    code = NO_FRAMEWORKS + body + NO_FRAMEWORK_MODULES
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=ROOT,
+                          timeout=timeout)  # fmt: skip
 
 
 def test_int8_file_is_full_integer(tiny_models):
@@ -78,15 +86,12 @@ def test_not_a_tflite_file(tmp_path):
 
 def test_edgesmith_bench_runs_without_tensorflow_or_torch(tiny_models, tmp_path):
     out = tmp_path / "bench.json"
-    code = NO_FRAMEWORKS + (
+    proc = run_without_frameworks(
         "from pipelines.cli import main\n"
         f"rc = main(['bench', {str(tiny_models['fp32'])!r}, '--runs', '20', '--warmup', '2',"
         f" '--min-seconds', '0', '--json', {str(out)!r}])\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')]\n"
-        "sys.exit(rc)\n"
+        "assert rc == 0, rc\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=ROOT,
-                          timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["runs"] >= 20 and result["threads"] == 1 and result["latency_p50_ms"] > 0
@@ -109,14 +114,12 @@ def test_benchmark_stage_runs_without_tensorflow_or_torch(tiny_models, tmp_path)
     host = {"peak_gmacs_fp32": 30.0, "peak_gmacs_int8": 20.0, "vector_efficiency": 0.4, "bandwidth_gbs": 50.0,
             "op_overhead_us": 0.2}  # fmt: skip
     calibration.write_text(json.dumps({"profile": host}))
-    code = NO_FRAMEWORKS + (
+    proc = run_without_frameworks(
         "from stages.benchmark import main\n"
         f"main(['--params', {str(tmp_path / 'params.yaml')!r}, '--models', {str(models)!r},"
-        f" '--calibration', {str(calibration)!r}, '--metrics', {str(metrics)!r}])\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')]\n"
+        f" '--calibration', {str(calibration)!r}, '--metrics', {str(metrics)!r}])\n",
+        timeout=180,
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(), cwd=ROOT,
-                          timeout=180)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     m = json.loads(metrics.read_text())["models"]["tiny_int8"]
     assert m["runs"] >= 10 and m["macs"] > 0 and m["memory_access_bytes"] > m["weight_bytes"] > 0
