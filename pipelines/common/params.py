@@ -174,6 +174,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     # ---- the graph pipeline (PyTorch Geometric) ----
     "graph": {
         "experiment": Str,  # MLflow experiment of the graph stages (kept apart from the vision runs)
+        "torch_threads": Int(1, 256),  # intra-op threads of the torch stages' training
     },
     "graph_data": {
         "root": Str,  # folder holding Planetoid/<Name>/raw and TUDataset/<Name>/raw (relative to this file)
