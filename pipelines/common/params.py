@@ -171,6 +171,91 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_accuracy_drop": Float(0.0, 100.0),  # points below the best model still acceptable
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
     },
+    # ---- the graph pipeline (PyTorch Geometric) ----
+    "graph": {
+        "experiment": Str,  # MLflow experiment of the graph stages (kept apart from the vision runs)
+        "torch_threads": Int(1, 256),  # intra-op threads of the torch stages' training
+    },
+    "graph_data": {
+        "root": Str,  # folder holding Planetoid/<Name>/raw and TUDataset/<Name>/raw (relative to this file)
+        "node_dataset": Str,  # a Planetoid name: Cora, CiteSeer, PubMed
+        "graph_dataset": Str,  # a TU name: MUTAG, PROTEINS, ENZYMES, ...
+        "normalize_features": Bool,  # row-normalise node features (GCN's preprocessing)
+        "folds": Int(2, 20),  # stratified cross-validation folds for the graph dataset
+    },
+    "gnn_search": {
+        "oracle": Choice("random", "bayesian"),
+        "max_trials": Int(1),
+        "epochs": Int(1),
+        "seeds_per_trial": Int(1, 10),
+        "max_params": Int(1),  # trials over this are rejected (FailedTrialError) before training
+        "max_trial_seconds": Float(0.0, low_open=True),  # trials still training after this are rejected
+        "convs": Str,  # comma-separated subset of gcn, gat, sage, gin
+        "layers": Field("int_list", 1, 8, min_items=1),
+        "hidden": Field("int_list", 1, 4096, min_items=1),
+        "heads": Field("int_list", 1, 16, min_items=1),  # GAT only
+        "dropout_min": Float(0.0, 0.9),
+        "dropout_max": Float(0.0, 0.9),
+        "lr_min": Float(0.0, 1.0, low_open=True),
+        "lr_max": Float(0.0, 1.0, low_open=True),
+        "weight_decay_min": Float(0.0, 1.0, low_open=True),  # sampled on a log scale
+        "weight_decay_max": Float(0.0, 1.0, low_open=True),
+    },
+    "gnn_train": {
+        "seeds": Int(1, 100),  # node models: one run per seed, base.seed + i
+        "include_searched": Bool,  # also train gnn_search's best configuration, as model 'searched'
+        "node_models": Table(
+            1,
+            conv=Choice("gcn", "gat", "sage", "gin", "mlp"),
+            hidden=Int(1, 4096),
+            layers=Int(1, 8),
+            heads=Int(1, 16),  # GAT hidden layers only
+            dropout=Float(0.0, 0.9),
+            attention_dropout=Float(0.0, 0.9),  # GAT only
+            lr=Float(0.0, 1.0, low_open=True),
+            weight_decay=Float(0.0, 1.0),
+            weight_decay_first_only=Bool,
+            epochs=Int(1),
+        ),
+        "graph_models": Table(
+            1,
+            conv=Choice("gin", "gcn", "sage", "gat"),
+            hidden=Int(1, 4096),
+            layers=Int(1, 8),
+            readout=Choice("sum", "mean", "max"),
+            layer_readout=Bool,  # predict from every layer's pooled features (GIN paper)
+            dropout=Float(0.0, 0.9),
+            lr=Float(0.0, 1.0, low_open=True),
+            lr_step_epochs=Int(0),  # halve the learning rate every N epochs; 0: constant
+            weight_decay=Float(0.0, 1.0),
+            epochs=Int(1),
+            batch_size=Int(1),
+        ),
+    },
+    "gnn_distill": {
+        "teacher": Str,  # a gnn_train.node_models name, 'searched', or 'best' (highest mean validation accuracy)
+        "hidden": Int(1, 4096),
+        "layers": Int(1, 8),
+        "dropout": Float(0.0, 0.9),
+        "lr": Float(0.0, 1.0, low_open=True),
+        "weight_decay": Float(0.0, 1.0),
+        "epochs": Int(1),
+        "label_weight": Float(0.0, 1.0),  # lambda: weight of cross-entropy on true labels; 1 - lambda on the teacher
+        "temperature": Float(0.0, 100.0, low_open=True),
+    },
+    "gnn_export": {
+        "representative_samples": Int(1),  # feature rows that calibrate the int8 ranges
+        "fp32_tolerance": Float(0.0, low_open=True),  # max |TFLite fp32 - PyTorch| logit difference accepted
+    },
+    "gnn_benchmark": {
+        "nodes": Int(1),  # test nodes timed one at a time, every model interleaved
+        "rounds": Int(1),  # passes over those nodes
+        "graphs": Int(1),  # graphs timed one at a time for the graph classifier
+    },
+    "gnn_report": {
+        "max_accuracy_drop": Float(0.0, 100.0),  # points below the best node model still acceptable
+        "rank_by": Choice("size_bytes", "latency_p50_ms"),
+    },
 }
 
 

@@ -1,0 +1,87 @@
+"""Stage `gnn_search`: keras-tuner searches conv type, depth, width, heads, dropout, learning rate and
+weight decay of a node classifier (PyG, trained in `GNNTuner.run_trial`), scored on validation
+accuracy under a parameter and time budget. Trials are MLflow child runs of the stage's run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+
+from pipelines.common import io
+from pipelines.common.errors import ParamsError, UserError
+from pipelines.common.stage import Stage
+
+log = logging.getLogger("edgesmith.gnn_search")
+
+
+def search_space(p: dict) -> dict:
+    """The search space from params, with the checks the schema cannot express."""
+    from pipelines.graph.search import SEARCH_CONVS
+
+    convs = [c.strip() for c in p["convs"].split(",") if c.strip()]
+    bad = [c for c in convs if c not in SEARCH_CONVS]
+    if not convs or bad:
+        raise ParamsError(f"gnn_search.convs must be a comma-separated subset of {', '.join(SEARCH_CONVS)}, got {p['convs']!r}")
+    for low, high in (("dropout_min", "dropout_max"), ("lr_min", "lr_max"), ("weight_decay_min", "weight_decay_max")):
+        if p[low] > p[high]:
+            raise ParamsError(f"gnn_search.{low} ({p[low]}) must be <= gnn_search.{high} ({p[high]})")
+    return {**{k: p[k] for k in ("layers", "hidden", "heads", "dropout_min", "dropout_max", "lr_min", "lr_max",
+                                 "weight_decay_min", "weight_decay_max")}, "convs": convs}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m stages.gnn_search", description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="the node dataset from graph_data (node.npz)")
+    ap.add_argument("--out", required=True, help="the best configuration (.json), a gnn_train.node_models entry")
+    ap.add_argument("--metrics", required=True, help="metrics/gnn_search.json")
+    args = ap.parse_args(argv)
+    with Stage("gnn_search", args.params, sections=["graph", "gnn_search"], inputs={"data": args.data}) as st:
+        st.base["experiment"] = st.params["graph"]["experiment"]
+        p = st.params["gnn_search"]
+        space = search_space(p)
+        import torch
+
+        from pipelines.graph import search, store, train
+
+        torch.set_num_threads(st.params["graph"]["torch_threads"])
+
+        arrays = store.NodeArrays.load(args.data)
+        data = train.node_tensors(arrays)
+        with tempfile.TemporaryDirectory(prefix="gnn_search-") as workdir:  # keras-tuner's trial files
+            trials = search.run_search(data, p, space, st.seed, workdir)
+        best = search.best_trial(trials)
+        if best is None:
+            raise UserError(
+                f"gnn_search: all {len(trials)} trials were rejected by the budget "
+                "(raise gnn_search.max_params or gnn_search.max_trial_seconds)"
+            )
+        io.write_json(args.out, {**best["config"], "trial_id": best["trial_id"], "dataset": arrays.name})
+        status = [t["status"] for t in trials]
+        metrics = {
+            "dataset": arrays.name,
+            "objective": search.OBJECTIVE,
+            "oracle": p["oracle"],
+            "trials": len(trials),
+            "completed": status.count("COMPLETED"),
+            "failed": status.count("FAILED"),
+            "best_trial": best["trial_id"],
+            "best_val_accuracy": best["metrics"][search.OBJECTIVE],
+            "best_config": best["config"],
+            "all_trials": trials,
+        }
+        log.info("gnn_search: best trial %s, val accuracy %.4f: %s", best["trial_id"],
+                 metrics["best_val_accuracy"], best["config"])  # fmt: skip
+        parent = st.finish(metrics, args.metrics, artifacts=[args.out])
+        if parent:  # each trial becomes a child run of the stage's run
+            for t in trials:
+                st.log_run(
+                    f"gnn_search/trial_{t['trial_id']}", {**t["metrics"], "failed": float(t["status"] != "COMPLETED")},
+                    extra_tags={"mlflow.parentRunId": parent, "edgesmith.trial_status": t["status"]},
+                    extra_params={"trial": t["config"]},
+                )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
