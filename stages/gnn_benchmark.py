@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.edge import bench, host
         from pipelines.graph import inference, models, store, train
 
-        st.base["experiment"] = st.params["graph"]["experiment"]
         p, hb = st.params["gnn_benchmark"], st.params["benchmark"]
         files = sorted(Path(args.tflite).glob("*.tflite"))
         if not files:

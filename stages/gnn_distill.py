@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
 
         from pipelines.graph import distill, models, store, train
 
-        st.base["experiment"] = st.params["graph"]["experiment"]
         torch.set_num_threads(st.params["graph"]["torch_threads"])
         p = st.params["gnn_distill"]
         arrays = store.NodeArrays.load(args.data)

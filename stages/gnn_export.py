@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.graph import export, store
         from pipelines.vision.tfk import seed_everything
 
-        st.base["experiment"] = st.params["graph"]["experiment"]
         p = st.params["gnn_export"]
         seed_everything(st.seed)
         arrays = store.NodeArrays.load(args.data)

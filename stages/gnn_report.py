@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("gnn_report", args.params, sections=["graph", "gnn_report"], inputs=inputs) as st:
         from pipelines.graph import report as graph_report
 
-        st.base["experiment"] = st.params["graph"]["experiment"]
         p = st.params["gnn_report"]
         m = {k: io.read_json(getattr(args, k)) for k in STAGE_METRICS}
         rows = graph_report.model_rows(m["train"], m["distill"], m["export"], m["benchmark"])

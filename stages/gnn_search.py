@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/gnn_search.json")
     args = ap.parse_args(argv)
     with Stage("gnn_search", args.params, sections=["graph", "gnn_search"], inputs={"data": args.data}) as st:
-        st.base["experiment"] = st.params["graph"]["experiment"]
         p = st.params["gnn_search"]
         space = search_space(p)
         import torch

@@ -34,7 +34,6 @@ def main(argv: list[str] | None = None) -> None:
 
         from pipelines.graph import models, store, train
 
-        st.base["experiment"] = st.params["graph"]["experiment"]
         torch.set_num_threads(st.params["graph"]["torch_threads"])
         p = st.params["gnn_train"]
         node_arrays = store.NodeArrays.load(Path(args.data) / "node.npz")

@@ -22,7 +22,6 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("graph_data", args.params, sections=["graph", "graph_data"]) as st:
         from pipelines.graph import data
 
-        st.base["experiment"] = st.params["graph"]["experiment"]
         p = st.params["graph_data"]
         node_name = data.canonical_name(p["node_dataset"], "planetoid", "graph_data.node_dataset")
         graph_name = data.canonical_name(p["graph_dataset"], "tu", "graph_data.graph_dataset")

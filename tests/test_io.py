@@ -21,6 +21,18 @@ def test_write_json_round_trip(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["m.json"]
 
 
+def test_outputs_get_the_usual_permissions_not_the_temp_files_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "f.txt", "x")
+        with io.atomic_dir(tmp_path / "d") as d:
+            (d / "g.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
 def test_exception_keeps_previous_content_and_removes_temp(tmp_path):
     p = tmp_path / "out.bin"
     p.write_bytes(b"previous")

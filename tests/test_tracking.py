@@ -75,3 +75,16 @@ def test_tracking_uri_env_overrides_default(tmp_path, monkeypatch):
     uri, artifacts = tracking.store_uris(tmp_path / "mlruns")
     assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     assert artifacts.endswith("/mlruns/artifacts")
+
+
+def test_a_section_with_its_own_experiment_sends_the_stage_run_there(tmp_path, monkeypatch):
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    params = _params(tmp_path)
+    with Stage("graph_data", params, sections=["graph", "graph_data"]) as st:
+        graph_experiment = st.params["graph"]["experiment"]
+        assert st.experiment == graph_experiment != "test-exp"
+        st.finish({"n": 1}, tmp_path / "metrics" / "g.json")
+    with Stage("data", params, sections=["data"]) as st:
+        assert st.experiment == "test-exp"
+    assert [r["name"] for r in tracking.find_runs(graph_experiment, tmp_path / "mlruns")] == ["graph_data"]
+    assert tracking.find_runs("test-exp", tmp_path / "mlruns") == []

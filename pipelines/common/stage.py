@@ -79,6 +79,12 @@ class Stage:
     def seed(self) -> int:
         return int(self.base["seed"])
 
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment: base.experiment, unless one of the stage's sections names its own."""
+        own = [self.params[s]["experiment"] for s in self.sections if "experiment" in self.params.get(s, {})]
+        return own[-1] if own else self.base["experiment"]
+
     def resolve(self, relative: str) -> Path:
         """A path from params, taken relative to the params file's folder."""
         p = Path(relative).expanduser()
@@ -121,7 +127,7 @@ class Stage:
         """One MLflow run with this stage's params and tags (tracking failures only warn)."""
         return tracking.log_run(
             run_name=run_name,
-            experiment=self.base["experiment"],
+            experiment=self.experiment,
             mlruns_dir=self.resolve(self.base["mlruns_dir"]),
             params={**self.params, "base": {"seed": self.seed}, **(extra_params or {})},
             metrics=metrics,
