@@ -35,10 +35,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"{args.models}: no .tflite files to benchmark")
         results = {}
         for f in files:
-            r = bench.benchmark(
-                f, threads=p["threads"], warmup_runs=p["warmup_runs"], min_runs=p["min_runs"],
-                min_seconds=p["min_seconds"], pin_cpu=p["pin_cpu"], seed=st.seed,
-            )  # fmt: skip
+            r = bench.benchmark(f, seed=st.seed, **bench.settings(p))
             r.pop("host")
             a = analyze.analyze(f)
             r.update({k: a["totals"][k] for k in TOTALS})

@@ -15,13 +15,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/calibrate.json")
     args = ap.parse_args(argv)
     with Stage("calibrate", args.params, sections=["benchmark"], inputs={"models": args.models}) as st:
-        from pipelines.edge import calibrate, host
+        from pipelines.edge import bench, calibrate, host
 
-        p = st.params["benchmark"]
-        result = calibrate.calibrate(
-            args.models, threads=p["threads"], warmup_runs=p["warmup_runs"], min_runs=p["min_runs"],
-            min_seconds=p["min_seconds"], pin_cpu=p["pin_cpu"], seed=st.seed,
-        )  # fmt: skip
+        result = calibrate.calibrate(args.models, seed=st.seed, **bench.settings(st.params["benchmark"]))
         st.finish({"host": host.fingerprint(), **result}, args.metrics)
 
 

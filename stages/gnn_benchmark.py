@@ -44,8 +44,7 @@ def bench_tflite(files: list[Path], p: dict, profiles: dict, seed: int) -> dict:
 
     results = {}
     for f in files:
-        r = bench.benchmark(f, threads=p["threads"], warmup_runs=p["warmup_runs"], min_runs=p["min_runs"],
-                            min_seconds=p["min_seconds"], pin_cpu=p["pin_cpu"], seed=seed)  # fmt: skip
+        r = bench.benchmark(f, seed=seed, **bench.settings(p))
         r.pop("host")
         a = analyze.analyze(f)
         r.update({k: a["totals"][k] for k in TOTALS})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -64,6 +65,24 @@ def test_benchmark_measures_what_it_says(tiny_models):
     assert 0 < r["latency_min_ms"] <= r["latency_p50_ms"] <= r["latency_p90_ms"] <= r["latency_p99_ms"]
     assert r["init_ms"] > 0
     assert r["host"]["runtime"].startswith("ai-edge-litert")
+
+
+def test_several_interpreters_are_timed_in_turn_and_pooled(tiny_models):
+    r = bench.benchmark(tiny_models["fp32"], warmup_runs=2, min_runs=60, min_seconds=0.0, pin_cpu=0, instances=3)
+    assert r["instances"] == 3 and len(r["latency_p50_instances_ms"]) == 3
+    assert r["runs"] >= 60 and r["runs"] % (3 * bench.BLOCK_RUNS) == 0  # every interpreter ran whole blocks
+    low, high = min(r["latency_p50_instances_ms"]), max(r["latency_p50_instances_ms"])
+    assert r["latency_min_ms"] <= low and r["latency_p50_ms"] <= high * 1.0001
+    with pytest.raises(ValueError, match="instances must be >= 1"):
+        bench.benchmark(tiny_models["fp32"], instances=0)
+
+
+def test_bench_settings_come_from_the_benchmark_section():
+    from pipelines.common.params import load_params
+
+    p = load_params(ROOT / "params.yaml", ["benchmark"])["benchmark"]
+    assert set(bench.settings(p)) == set(bench.SETTINGS)
+    assert set(bench.SETTINGS) <= set(inspect.signature(bench.benchmark).parameters)
 
 
 def test_synthetic_inputs_follow_dtype():

@@ -153,6 +153,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "min_runs": Int(1),
         "min_seconds": Float(0.0),
         "pin_cpu": Int(0, nullable=True),  # first core of the pinned set; null: no pinning
+        "instances": Int(1, 64),  # interpreters loaded and timed in turn (several memory layouts per figure)
     },
     "devices": {
         # mobile-class CPU profiles for the roofline latency model (pipelines/edge/cost.py)

@@ -3,6 +3,11 @@
 Fixed thread count, CPU affinity pinned, warm-up runs, then timed `invoke()` calls until
 both a minimum count and a minimum time are reached. Only `invoke()` is timed; inputs are
 set once, generated to match each input's dtype and quantization.
+
+One interpreter's latency depends on where its buffers and packed weights happen to land in
+memory, which changes from process to process. With `instances` > 1 the file is loaded that
+many times and the interpreters are timed in turn, a short block each, over the whole window;
+percentiles are over all their runs, so one benchmark samples several memory layouts.
 """
 
 from __future__ import annotations
@@ -56,6 +61,15 @@ def percentile(samples_ms: np.ndarray, q: float) -> float:
     return float(np.percentile(samples_ms, q))
 
 
+SETTINGS = ("threads", "warmup_runs", "min_runs", "min_seconds", "pin_cpu", "instances")
+BLOCK_RUNS = 10  # invoke() calls an interpreter makes before the next one takes its turn
+
+
+def settings(params: dict) -> dict:
+    """The keyword arguments of `benchmark` taken from a params section (the `benchmark` section)."""
+    return {k: params[k] for k in SETTINGS}
+
+
 def benchmark(
     path: str | Path,
     threads: int = 1,
@@ -63,37 +77,45 @@ def benchmark(
     min_runs: int = 100,
     min_seconds: float = 1.0,
     pin_cpu: int | None = 0,
+    instances: int = 1,
     seed: int = 0,
 ) -> dict:
     """Measure one model. Returns sizes, init time, latency percentiles and memory growth."""
     path = runtime.check_tflite(path)
+    if instances < 1:
+        raise ValueError(f"instances must be >= 1, got {instances}")
     cpus = None if pin_cpu is None else set(range(pin_cpu, pin_cpu + threads))
     with pinned(cpus) as affinity:
         rss_before = host.rss_bytes()
         peak_reset = host.reset_peak_rss()
         t0 = time.perf_counter()
-        interpreter = runtime.load(path, threads=threads)
+        interpreters = [runtime.load(path, threads=threads)]
         init_ms = (time.perf_counter() - t0) * 1e3
-        inputs = interpreter.get_input_details()
-        for d, value in zip(inputs, synthetic_inputs(inputs, np.random.default_rng(seed)), strict=True):
-            interpreter.set_tensor(d["index"], value)
-        for _ in range(warmup_runs):
-            interpreter.invoke()
-        samples = []
+        _ready(interpreters[0], seed, warmup_runs)
+        peak = host.peak_rss_bytes() if peak_reset else None  # load + warm-up of one interpreter, as on a device
+        for _ in range(instances - 1):
+            interpreters.append(runtime.load(path, threads=threads))
+            _ready(interpreters[-1], seed, warmup_runs)
+        per_instance: list[list[float]] = [[] for _ in interpreters]
+        count = 0
         started = time.perf_counter()
-        while len(samples) < min_runs or time.perf_counter() - started < min_seconds:
-            t = time.perf_counter_ns()
-            interpreter.invoke()
-            samples.append((time.perf_counter_ns() - t) / 1e6)
-        peak = host.peak_rss_bytes() if peak_reset else None
-    ms = np.asarray(samples)
+        while count < min_runs or time.perf_counter() - started < min_seconds:
+            for interpreter, samples in zip(interpreters, per_instance, strict=True):
+                for _ in range(BLOCK_RUNS):
+                    t = time.perf_counter_ns()
+                    interpreter.invoke()
+                    samples.append((time.perf_counter_ns() - t) / 1e6)
+            count += BLOCK_RUNS * len(interpreters)
+    ms = np.concatenate([np.asarray(s) for s in per_instance])
+    instance_p50 = [percentile(np.asarray(s), 50) for s in per_instance]
     result = {
         "file": str(path),
         "size_bytes": path.stat().st_size,
         "threads": threads,
         "cpu_affinity": affinity,
         "warmup_runs": warmup_runs,
-        "runs": len(samples),
+        "instances": instances,
+        "runs": len(ms),
         "init_ms": round(init_ms, 4),
         "latency_mean_ms": round(float(ms.mean()), 5),
         "latency_std_ms": round(float(ms.std()), 5),
@@ -101,11 +123,22 @@ def benchmark(
         "latency_p50_ms": round(percentile(ms, 50), 5),
         "latency_p90_ms": round(percentile(ms, 90), 5),
         "latency_p99_ms": round(percentile(ms, 99), 5),
+        "latency_p50_instances_ms": [round(v, 5) for v in instance_p50],
         "peak_memory_bytes": None if peak is None or rss_before is None else max(peak - rss_before, 0),
         "host": host.fingerprint(),
     }
     log.info(
-        "bench %s: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms over %d runs, %d thread(s)",
-        path.name, result["latency_p50_ms"], result["latency_p90_ms"], result["latency_p99_ms"], len(ms), threads,
+        "bench %s: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms over %d runs of %d interpreter(s), %d thread(s)",
+        path.name, result["latency_p50_ms"], result["latency_p90_ms"], result["latency_p99_ms"], len(ms),
+        instances, threads,
     )  # fmt: skip
     return result
+
+
+def _ready(interpreter, seed: int, warmup_runs: int) -> None:
+    """Set the synthetic inputs once, then run the untimed warm-up."""
+    inputs = interpreter.get_input_details()
+    for d, value in zip(inputs, synthetic_inputs(inputs, np.random.default_rng(seed)), strict=True):
+        interpreter.set_tensor(d["index"], value)
+    for _ in range(warmup_runs):
+        interpreter.invoke()
