@@ -39,6 +39,9 @@ def _copy_project(dst: Path) -> Path:
             else:
                 shutil.copy2(src, dst / f)
     (dst / "profiles/quick/dvc.lock").unlink(missing_ok=True)
+    shared = ROOT.parent / "shared"
+    if shared.is_dir() and not (dst.parent / "shared").exists():
+        os.symlink(shared, dst.parent / "shared")  # the graph stages read ../shared/datasets, as in CI
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@localhost"],
                 ["git", "config", "user.name", "t"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):  # fmt: skip
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
