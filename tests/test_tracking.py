@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pytest
 import yaml
 
-from pipelines.common import tracking
+from pipelines.cli import main
+from pipelines.common import io, tracking
 from pipelines.common.stage import Stage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_env
 
 
 def _params(tmp_path, mlruns="mlruns") -> str:
@@ -88,3 +94,125 @@ def test_a_section_with_its_own_experiment_sends_the_stage_run_there(tmp_path, m
         assert st.experiment == "test-exp"
     assert [r["name"] for r in tracking.find_runs(graph_experiment, tmp_path / "mlruns")] == ["graph_data"]
     assert tracking.find_runs("test-exp", tmp_path / "mlruns") == []
+
+
+def _hold_lock(db: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding an exclusive SQLite lock on `db` (as a long write would) for `seconds`."""
+    code = ("import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(float(sys.argv[2]))\n"
+            "c.execute('COMMIT')\n")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_locked_store_keeps_the_run_and_sync_logs_it_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    params = _params(tmp_path)
+    with Stage("data", params, sections=["data"]) as st:  # creates the store
+        assert st.finish({"n": 1}, tmp_path / "metrics" / "data.json")
+    monkeypatch.setenv(tracking.ENV_RETRY_SECONDS, "0")
+    caplog.set_level(logging.WARNING)
+    holder = _hold_lock(tmp_path / "mlruns" / "mlflow.db", 600)
+    try:  # MLflow waits 20 s (its SQLite busy timeout) before it gives up
+        with Stage("quantize", params, sections=["quantize"]) as st:
+            assert st.finish({"accuracy": 0.75, "size": 10}, tmp_path / "metrics" / "quantize.json") is None
+    finally:
+        holder.kill()
+        holder.wait()
+    warning = next(r.getMessage() for r in caplog.records if "tracking:" in r.getMessage())
+    assert "run 'quantize' of experiment 'test-exp' was not logged" in warning and "database is locked" in warning
+    kept = list((tmp_path / "mlruns" / "outbox").glob("*.json"))
+    assert len(kept) == 1 and str(kept[0]) in warning and "`edgesmith sync`" in warning
+    assert io.read_json(tmp_path / "metrics" / "quantize.json")["accuracy"] == 0.75
+
+    assert main(["sync", "--params", params]) == 0
+    assert main(["sync", "--params", params]) == 0  # nothing left: no second copy
+    runs = {r["name"]: r for r in tracking.find_runs("test-exp", tmp_path / "mlruns")}
+    assert sorted(runs) == ["data", "quantize"]
+    synced = runs["quantize"]
+    assert synced["metrics"] == {"accuracy": 0.75, "size": 10.0, "duration_s": synced["metrics"]["duration_s"]}
+    assert synced["tags"]["edgesmith.synced"] == "true" and synced["tags"]["edgesmith.stage"] == "quantize"
+    assert synced["params"]["quantize.representative_samples"] == "500"
+    assert not list((tmp_path / "mlruns" / "outbox").glob("*.json"))
+
+
+def test_retries_wait_out_a_real_sqlite_lock(tmp_path):
+    db = tmp_path / "x.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (v INTEGER)").connection.commit()
+    holder = _hold_lock(db, 1.5)
+
+    def write():
+        c = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            c.execute("INSERT INTO t VALUES (1)")
+        finally:
+            c.close()
+
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        write()
+    tracking.with_retries(write, "test write", budget_s=30)
+    holder.wait()
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (1,)
+    with pytest.raises(ValueError):  # not a busy store: no retry
+        tracking.with_retries(lambda: int("x"), "not transient", budget_s=30)
+
+
+def test_a_retry_after_a_half_logged_run_completes_it_instead_of_duplicating(tmp_path, monkeypatch):
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    import mlflow
+
+    real = mlflow.MlflowClient.set_terminated
+    calls = []
+
+    def flaky(self, run_id, *a, **kw):  # the store locks up after the run was created
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return real(self, run_id, *a, **kw)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", flaky)
+    run_id = tracking.log_run(run_name="teacher", experiment="e", mlruns_dir=tmp_path / "mlruns", params={"a": 1},
+                              metrics={"acc": 0.5}, tags={})  # fmt: skip
+    assert calls == [run_id, run_id]
+    runs = tracking.find_runs("e", tmp_path / "mlruns")
+    assert [(r["name"], r["metrics"]) for r in runs] == [("teacher", {"acc": 0.5})]
+
+
+WRITER = """
+import sys
+from pipelines.common import tracking
+store, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    assert tracking.log_run(run_name=f"{who}-{i}", experiment="sweep", mlruns_dir=store, params={"i": i},
+                            metrics={"m": i}, tags={"who": who})
+"""
+
+
+def test_two_processes_on_one_fresh_sqlite_store_lose_and_duplicate_nothing(tmp_path):
+    """What a `dvc queue start -j 2` sweep does: both create the store and the experiment, then log."""
+    env = {**run_env(), "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "mlruns"), who, "8"], cwd=ROOT, env=env,
+                              stderr=subprocess.PIPE, text=True) for who in "AB"]  # fmt: skip
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    names = [r["name"] for r in tracking.find_runs("sweep", tmp_path / "mlruns")]
+    assert sorted(names) == sorted(f"{w}-{i}" for w in "AB" for i in range(8))
+    assert not (tmp_path / "mlruns" / "outbox").exists()
+
+
+def test_a_queued_experiment_logs_to_the_projects_store(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    copy = project / ".dvc" / "tmp" / "exps" / "tmpab12"
+    (copy / ".dvc").mkdir(parents=True)
+    (project / ".dvc" / "config").write_text("")
+    monkeypatch.setenv("DVC_ROOT", str(project))
+    assert tracking.store_dir(copy / "profiles" / "quick" / ".." / ".." / "mlruns") == project / "mlruns"
+    assert tracking.store_dir(project / "mlruns") == project / "mlruns"
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    assert tracking.store_uris(copy / "mlruns")[0] == f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.delenv("DVC_ROOT")
+    assert tracking.store_dir(copy / "mlruns") == copy / "mlruns"

@@ -133,4 +133,5 @@ class Stage:
             metrics=metrics,
             tags={**self.tags(), **(extra_tags or {})},
             artifacts=artifacts,
+            start_time_ms=int(self.started * 1000),
         )
