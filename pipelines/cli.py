@@ -1,4 +1,4 @@
-"""The `edgesmith` command: benchmark any .tflite file, check the set-up, show the report.
+"""The `edgesmith` command: benchmark any .tflite file, check the set-up, show, compare and check reports.
 
 Imports are made inside each command so that `edgesmith bench` never loads TensorFlow.
 """
@@ -67,14 +67,78 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_report(path: str | Path) -> dict:
+    from pipelines.common import io
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no report yet; run `make repro` (or `dvc repro`) first")
+    return io.read_json(path)
+
+
+def _budget(params: str | Path) -> dict:
+    from pipelines.common.params import load_params
+
+    return load_params(params, sections=["budget"])["budget"]
+
+
+def _store(params: str | Path) -> Path:
+    """The MLflow store folder that the stages of this params file use."""
+    from pipelines.common.params import load_params
+
+    return Path(params).parent / load_params(params, sections=["base"])["base"]["mlruns_dir"]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines.common import io, report
 
-    path = Path(args.path)
-    if not path.is_file():
-        raise UserError(f"{path}: no report yet; run `make repro` (or `dvc repro`) first")
-    print(report.table(io.read_json(path)))
+    doc = _read_report(args.path)
+    if not args.markdown:
+        print(report.table(doc))
+        return 0
+    checks = report.check_budget(doc, _budget(args.params)) if args.params else None
+    text = report.markdown(doc, checks, title=args.title)
+    if args.markdown == "-":
+        print(text, end="")
+    else:
+        io.write_text(args.markdown, text)
     return 0
+
+
+def cmd_check_budget(args: argparse.Namespace) -> int:
+    from pipelines.common import report
+
+    path = args.report or Path(args.params).parent / "metrics" / "report.json"
+    doc = _read_report(path)
+    checks = report.check_budget(doc, _budget(args.params))
+    print(f"budget of {args.params} for the final model '{doc['final']}' of {path}:")
+    print("\n".join("  " + line for line in report.budget_lines(checks)))
+    broken = [c["field"] for c in checks if not c["ok"]]
+    print(f"over budget: {', '.join(broken)}" if broken else "within budget")
+    return 1 if broken else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipelines.common import compare
+
+    store = _store(args.params)
+    a, b = (compare.resolve(ref, store, args.pipeline) for ref in (args.a, args.b))
+    print(compare.table(a, b))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from pipelines.common import tracking
+
+    store = _store(args.params)
+    logged, kept = tracking.sync(store)
+    uri = tracking.store_uris(store)[0]
+    for line in logged:
+        print(f"logged  {line}")
+    for line in kept:
+        print(f"KEPT    {line}")
+    print(f"{len(logged)} run(s) logged to {uri}, {len(kept)} still in {tracking.outbox_dir(store)}")
+    return 1 if kept else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -122,9 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", help="also write the fitted profile and per-model errors here")
     c.set_defaults(func=cmd_calibrate)
 
-    r = sub.add_parser("report", help="print metrics/report.json as a table")
+    r = sub.add_parser("report", help="print metrics/report.json as a table, or as Markdown")
     r.add_argument("path", nargs="?", default="metrics/report.json")
+    r.add_argument("--markdown", nargs="?", const="-", metavar="OUT",
+                   help="write Markdown (a CI job summary, a PR comment) to OUT, or to stdout without OUT")
+    r.add_argument("--params", help="with --markdown: also check this params file's budget")
+    r.add_argument("--title", default="edgesmith report", help="the Markdown heading")
     r.set_defaults(func=cmd_report)
+
+    cb = sub.add_parser("check-budget", help="exit 1 when the final model breaks the budget in params.yaml")
+    cb.add_argument("--params", default="params.yaml")
+    cb.add_argument("--report", help="report to check (default: metrics/report.json beside the params file)")
+    cb.set_defaults(func=cmd_check_budget)
+
+    cp = sub.add_parser("compare", help="two runs' models side by side: accuracy, size, latency, memory access")
+    cp.add_argument("a", help="a report.json, an MLflow summary run id, a DVC experiment name or a git commit")
+    cp.add_argument("b", help="the same kinds as A")
+    cp.add_argument("--params", default="params.yaml", help="whose MLflow store to search (base.mlruns_dir)")
+    cp.add_argument("--pipeline", choices=("vision", "graph"), default="vision")
+    cp.set_defaults(func=cmd_compare)
+
+    sy = sub.add_parser("sync", help="log the runs a stage could not log (the store's outbox) to MLflow now")
+    sy.add_argument("--params", default="params.yaml", help="whose store (base.mlruns_dir) and outbox")
+    sy.set_defaults(func=cmd_sync)
 
     d = sub.add_parser("doctor", help="check the stack, dataset, runtime and tracking store")
     d.add_argument("--params", default="params.yaml")

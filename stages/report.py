@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             "summary",
             {**side_by_side, **{"final_" + k: v for k, v in final_row.items() if k not in ("name", "file", "dtype")}},
             artifacts=[args.out, plots / "report.csv", *[plots / n for n in pngs]],
-            extra_tags={"edgesmith.summary": "true", "edgesmith.final": final},
+            extra_tags={"edgesmith.summary": "true", "edgesmith.final": final, "edgesmith.pipeline": "vision"},
             extra_params={"final": final},
         )
         log.info("report: %s; final model %s", args.out, final)

@@ -172,6 +172,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_accuracy_drop": Float(0.0, 100.0),  # points below the best model still acceptable
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
     },
+    "budget": {  # what `edgesmith check-budget` (CI) demands of the final model of metrics/report.json
+        "min_accuracy": Float(0.0, 1.0),  # test accuracy, a fraction
+        "max_latency_p50_ms": Float(0.0, low_open=True),  # measured p50 on the host that ran the benchmark
+        "max_size_bytes": Int(1),  # .tflite file size
+    },
     # ---- the graph pipeline (PyTorch Geometric) ----
     "graph": {
         "experiment": Str,  # MLflow experiment of the graph stages (kept apart from the vision runs)

@@ -175,3 +175,62 @@ def table(report: Mapping[str, Any]) -> str:
 
 def _host_first(name: str) -> tuple[int, str]:
     return (name != "host", name)
+
+
+# What `budget` in params.yaml bounds: report field, comparison, budget key.
+BUDGET = (
+    ("accuracy", ">=", "min_accuracy"),
+    ("latency_p50_ms", "<=", "max_latency_p50_ms"),
+    ("size_bytes", "<=", "max_size_bytes"),
+)
+
+
+def check_budget(report: Mapping[str, Any], budget: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The final model's figures against the budget: one entry per bound, with `ok`.
+
+    A figure the report lacks (null) breaks its bound: a budget that cannot be checked is not met.
+    """
+    final = next(r for r in report["models"] if r["name"] == report["final"])
+    checks = []
+    for field, op, key in BUDGET:
+        value, limit = final.get(field), budget[key]
+        ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+        checks.append({"field": field, "value": value, "op": op, "limit": limit, "ok": ok})
+    return checks
+
+
+def _fmt(field: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if field == "accuracy":
+        return f"{value:.2%}"
+    if field.endswith("_ms"):
+        return f"{value:.3f} ms"
+    return f"{value:,.0f}"
+
+
+def budget_lines(checks: list[dict[str, Any]]) -> list[str]:
+    return [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['field']:<15} {_fmt(c['field'], c['value']):>12}  "
+            f"{'must be ' + c['op']} {_fmt(c['field'], c['limit'])}" for c in checks]  # fmt: skip
+
+
+def markdown(report: Mapping[str, Any], checks: list[dict[str, Any]] | None = None, title: str = "edgesmith report") -> str:
+    """The report as Markdown, for a CI job summary or a pull-request comment."""
+    final = report["final"]
+    commit = str(report.get("git_commit", ""))[:12]
+    lines = [f"### {title}", "",
+             f"Pipeline `{report.get('pipeline', '?')}` at commit `{commit}`; final model: **`{final}`**.", ""]  # fmt: skip
+    if checks is not None:
+        verdict = "within budget" if all(c["ok"] for c in checks) else "**over budget**"
+        lines += [f"Budget: {verdict}", "", "| | figure | final model | budget |", "|---|---|---|---|"]
+        lines += [f"| {'✅' if c['ok'] else '❌'} | {c['field']} | {_fmt(c['field'], c['value'])} | "
+                  f"{c['op']} {_fmt(c['field'], c['limit'])} |" for c in checks]  # fmt: skip
+        lines.append("")
+    cols = ("accuracy", "size_bytes", "latency_p50_ms", "memory_access_bytes", "macs")
+    lines += ["| model | dtype | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for r in report["models"]:
+        name = f"**{r['name']}**" if r["name"] == final else r["name"]
+        lines.append(f"| {name} | {r.get('dtype') or '-'} | " + " | ".join(_fmt(c, r.get(c)) for c in cols) + " |")
+    lines += ["", "Latency is measured on the CI host (1 thread unless stated), never a phone's; "
+              "memory access is modelled from the .tflite file."]  # fmt: skip
+    return "\n".join(lines) + "\n"
