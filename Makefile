@@ -8,14 +8,19 @@ BIN := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 QUICK := profiles/quick
 MLFLOW_PORT ?= 5000
+# make exp: PARAMS="section.key=v1,v2 ..." (one experiment per combination), PROFILE (folder of the
+# params.yaml and dvc.yaml to sweep), JOBS (experiments at once), TARGET (the stage to reproduce)
+PROFILE ?= .
+JOBS ?= 2
+TARGET ?= $(PROFILE)/dvc.yaml:report
 # Stages run `python -m stages.<name>`: the venv's python must come first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup repro repro-quick test test-all test-slow lint ui report doctor bench-stability clean
+.PHONY: help setup repro repro-quick exp test test-all test-slow lint ui mlflow-server report doctor bench-stability clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 setup: ## Build .venv with the pinned stack, install edgesmith, fetch Fashion-MNIST (Debian), set up git/DVC
 	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
@@ -36,6 +41,15 @@ repro: ## Run the full pipeline (dvc repro): data, teacher, quantize, benchmark,
 repro-quick: ## Run the same stages on the quick profile (profiles/quick: 4k images, 2 epochs, <5 min)
 	$(BIN)/dvc repro $(QUICK)/dvc.yaml
 
+exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profiles/quick] [JOBS=2]; then dvc exp show, edgesmith compare
+	@[ -n "$(PARAMS)" ] || { echo 'usage: make exp PARAMS="section.key=v1,v2 ..." [PROFILE=profiles/quick] [JOBS=2] [TARGET=stage]' >&2; exit 2; }
+	$(BIN)/dvc exp run --queue $(TARGET) $(foreach p,$(PARAMS),-S '$(if $(filter .,$(PROFILE)),,$(PROFILE)/params.yaml:)$(p)')
+	$(BIN)/dvc queue start -j $(JOBS)
+	@while $(BIN)/dvc queue status 2>/dev/null | grep -qE ' (Queued|Running) '; do sleep 10; done
+	@$(BIN)/dvc queue status
+	@! $(BIN)/dvc queue status | grep -q ' Failed ' || { echo "failed experiments: dvc queue logs NAME shows why" >&2; exit 1; }
+	$(BIN)/dvc exp show --no-pager --md --only-changed
+
 test: ## Fast test suite (no slow pipeline runs, < 5 min)
 	$(BIN)/python -m pytest -m "not slow" -q
 
@@ -45,13 +59,20 @@ test-slow: ## Only the slow tests: the real stages on the quick profile in a tem
 test-all: ## Every test, slow ones included
 	$(BIN)/python -m pytest -q
 
-lint: ## ruff over the code
+lint: ## ruff over the code, actionlint over the CI workflow
 	$(BIN)/ruff check pipelines stages tests benchmarks
+	$(BIN)/actionlint .github/workflows/*.yml
 
 ui: ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) over this project's store (mlruns/)
 	@mkdir -p mlruns
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 	  --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+mlflow-server: ## A real MLflow server on http://127.0.0.1:$(MLFLOW_PORT) (SQLite + artifacts in mlruns/): export MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)
+	@mkdir -p mlruns/artifacts
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+	  --artifacts-destination $(CURDIR)/mlruns/artifacts --serve-artifacts \
+	  --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 report: ## Print the last pipeline report (metrics/report.json) as a table
 	@$(BIN)/edgesmith report metrics/report.json

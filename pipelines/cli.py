@@ -92,11 +92,12 @@ def _store(params: str | Path) -> Path:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines.common import io, report
 
+    budget = _budget(args.params) if args.params and args.markdown else None
     doc = _read_report(args.path)
     if not args.markdown:
         print(report.table(doc))
         return 0
-    checks = report.check_budget(doc, _budget(args.params)) if args.params else None
+    checks = report.check_budget(doc, budget) if budget else None
     text = report.markdown(doc, checks, title=args.title)
     if args.markdown == "-":
         print(text, end="")
@@ -108,9 +109,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_check_budget(args: argparse.Namespace) -> int:
     from pipelines.common import report
 
+    budget = _budget(args.params)  # a bad params file is reported first, as by the stages
     path = args.report or Path(args.params).parent / "metrics" / "report.json"
     doc = _read_report(path)
-    checks = report.check_budget(doc, _budget(args.params))
+    checks = report.check_budget(doc, budget)
     print(f"budget of {args.params} for the final model '{doc['final']}' of {path}:")
     print("\n".join("  " + line for line in report.budget_lines(checks)))
     broken = [c["field"] for c in checks if not c["ok"]]

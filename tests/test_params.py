@@ -109,3 +109,121 @@ def test_stage_with_bad_params_exits_2_with_one_line_and_writes_nothing(tmp_path
     lines = proc.stderr.strip().splitlines()
     assert lines == ["error: params.yaml: data.val_fraction must be a number > 0 and <= 0.5, got 0.9"]
     assert not out.parent.exists() and not metrics.parent.exists()
+
+
+# Bad edits of a whole params file, each given to the stage (or command) that reads that section.
+# (what is edited, the edit, who reads it, what the one line must say)
+QUICK_GOOD = yaml.safe_load((QUICK / "params.yaml").read_text())
+STAGE_ARGS = {
+    "data": ["--out", "out/dataset.npz", "--metrics", "metrics/data.json"],
+    "teacher": ["--data", "in/dataset.npz", "--out", "out/teacher.keras", "--history", "plots/teacher.csv",
+                "--metrics", "metrics/teacher.json"],
+    "quantize": ["--data", "in/dataset.npz", "--model", "teacher=in/teacher.keras", "--out", "out/tflite",
+                 "--metrics", "metrics/quantize.json"],
+    "benchmark": ["--models", "in/tflite", "--calibration", "in/calibrate.json", "--metrics", "metrics/benchmark.json"],
+    "report": ["--quantize", "in/q.json", "--benchmark", "in/b.json", "--calibration", "in/c.json",
+               "--out", "metrics/report.json", "--plots", "plots/report"],
+    "gnn_search": ["--data", "in/node.npz", "--out", "out/search.json", "--metrics", "metrics/gnn_search.json"],
+    "check-budget": ["--report", "in/report.json"],
+}  # fmt: skip
+
+
+def _set(path: str, value=None, delete: bool = False):
+    def edit(raw: dict) -> dict:
+        *parents, key = path.split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        if delete:
+            del node[key]
+        else:
+            node[key] = value
+        return raw
+
+    return edit
+
+
+def _text(old: str, new: str):
+    return lambda text: text.replace(old, new, 1)
+
+
+FILE_EDITS = [
+    ("unknown key", _set("teacher.colour", 3), "teacher", "unknown key teacher.colour; allowed: widths"),
+    ("wrong type", _set("teacher.epochs", "ten"), "teacher", "teacher.epochs must be an integer >= 1, got 'ten'"),
+    ("float for int", _set("teacher.batch_size", 12.5), "teacher", "teacher.batch_size must be an integer >= 1, got 12.5"),
+    ("string for bool", _set("teacher.augment_flip", "yes"), "teacher", "teacher.augment_flip must be true or false"),
+    ("out of range", _set("teacher.dropout", 1.5), "teacher", "teacher.dropout must be a number >= 0 and <= 0.9, got 1.5"),
+    ("bad list", _set("teacher.widths", [32, "x"]), "teacher", "teacher.widths must be a list of at least 1 integers"),
+    ("out of range", _set("data.val_fraction", 0.9), "data", "data.val_fraction must be a number > 0 and <= 0.5, got 0.9"),
+    ("not a choice", _set("data.source", "csv"), "data", "data.source must be one of 'idx', 'npz', 'folder', got 'csv'"),
+    ("negative", _set("data.max_train", -5), "data", "data.max_train must be an integer >= 0, got -5"),
+    ("empty string", _set("data.path", ""), "data", "data.path must be a string, got ''"),
+    ("null", _set("base.seed", None), "data", "base.seed must be an integer >= 0, got null"),
+    ("unknown section", _set("extra", {"a": 1}), "data", "unknown section 'extra'; allowed: base, data"),
+    ("zero", _set("quantize.representative_samples", 0), "quantize", "quantize.representative_samples must be an integer >= 1"),
+    ("missing section", _set("quantize", delete=True), "quantize", "section 'quantize' must be a mapping of its keys, got nothing"),
+    ("missing key", _set("benchmark.threads", delete=True), "benchmark", "missing key benchmark.threads, which must be an integer >= 1"),
+    ("negative", _set("benchmark.pin_cpu", -1), "benchmark", "benchmark.pin_cpu must be an integer >= 0 or null, got -1"),
+    ("negative", _set("devices.profiles.cortex_a53.bandwidth_gbs", -1), "benchmark",
+     "devices.profiles.cortex_a53.bandwidth_gbs must be a number > 0, got -1"),
+    ("empty table", _set("devices.profiles", {}), "benchmark", "devices.profiles must be a mapping of at least 1 names"),
+    ("not a choice", _set("report.rank_by", "speed"), "report", "report.rank_by must be one of 'size_bytes', 'latency_p50_ms', got 'speed'"),
+    ("negative budget", _set("report.max_accuracy_drop", -1), "report", "report.max_accuracy_drop must be a number >= 0 and <= 100, got -1"),
+    ("negative budget", _set("budget.min_accuracy", -0.1), "check-budget", "budget.min_accuracy must be a number >= 0 and <= 1, got -0.1"),
+    ("negative budget", _set("budget.max_latency_p50_ms", -2.0), "check-budget", "budget.max_latency_p50_ms must be a number > 0, got -2.0"),
+    ("zero budget", _set("budget.max_size_bytes", 0), "check-budget", "budget.max_size_bytes must be an integer >= 1, got 0"),
+    ("missing section", _set("budget", delete=True), "check-budget", "section 'budget' must be a mapping of its keys, got nothing"),
+    ("negative budget", _set("gnn_search.max_params", -1), "gnn_search", "gnn_search.max_params must be an integer >= 1, got -1"),
+    ("empty search space", _set("gnn_search.layers", []), "gnn_search", "gnn_search.layers must be a list of at least 1 integers"),
+    ("empty search space", _set("gnn_search.convs", ""), "gnn_search", "gnn_search.convs must be a string, got ''"),
+    ("empty search space", _set("gnn_search.convs", " , "), "gnn_search", "gnn_search.convs must be a comma-separated subset of gcn"),
+    ("unknown conv", _set("gnn_search.convs", "gcn,transformer"), "gnn_search", "gnn_search.convs must be a comma-separated subset"),
+    ("inverted range", _set("gnn_search.dropout_min", 0.85), "gnn_search", "gnn_search.dropout_min (0.85) must be <= gnn_search.dropout_max (0.8)"),
+    ("YAML syntax error", _text("  epochs: 2\n", "  epochs: [2\n"), "teacher", "params.yaml: YAML syntax error at line"),
+    ("YAML tab", _text("  seed: 42", "\tseed: 42"), "data", "params.yaml: YAML syntax error at line"),
+    ("not a mapping", lambda text: "- just\n- a list\n", "data", "params.yaml: must be a mapping of sections"),
+]  # fmt: skip
+
+
+def _snapshot(root) -> dict:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "params.yaml"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "edit", "who", "message"), FILE_EDITS,
+                         ids=[f"{who}:{kind}:{i}" for i, (kind, _, who, _) in enumerate(FILE_EDITS)])  # fmt: skip
+def test_a_bad_params_file_exits_2_with_one_line_and_changes_no_output(tmp_path, monkeypatch, capsys, kind, edit, who,
+                                                                        message):
+    import importlib
+
+    from pipelines.cli import main
+
+    raw = copy.deepcopy(QUICK_GOOD)
+    raw["base"]["mlruns_dir"] = "mlruns"
+    text = yaml.safe_dump(raw, sort_keys=False)
+    try:
+        text = yaml.safe_dump(edit(raw), sort_keys=False)
+    except (TypeError, KeyError, AttributeError):  # an edit of the text itself
+        text = edit(text)
+    (tmp_path / "params.yaml").write_text(text)
+    for rel in ("in/dataset.npz", "in/teacher.keras", "in/calibrate.json", "in/q.json", "in/b.json", "in/c.json",
+                "in/node.npz", "in/report.json", "out/dataset.npz", "out/teacher.keras", "out/search.json",
+                "out/tflite/teacher_int8.tflite", "metrics/data.json", "metrics/teacher.json", "metrics/report.json",
+                "metrics/gnn_search.json", "plots/teacher.csv", "plots/report/report.csv"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"previous {rel}\n")
+    (tmp_path / "in" / "tflite").mkdir()
+    before = _snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = [*STAGE_ARGS[who], "--params", "params.yaml"]
+    if who == "check-budget":
+        code = main(["check-budget", *args])
+    else:
+        with pytest.raises(SystemExit) as ended:
+            importlib.import_module(f"stages.{who}").main(args)
+        code = ended.value.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0], err
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "mlruns").exists()

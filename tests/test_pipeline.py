@@ -1,18 +1,25 @@
 """The real pipeline on the quick profile, in a temporary copy of the project (slow).
 
-Covers: a `kill -9` halfway through training leaves no half-written output and the next
-`dvc repro` finishes; the report's contract; int8 tensors in the int8 file; a second
-`dvc repro` has nothing to do; one MLflow run per stage plus the summary run.
+One run serves every check here: a real MLflow server is started with `make mlflow-server`
+on a free port and the whole quick pipeline (vision and graph stages) logs to it; `kill -9`
+hits each long stage halfway, one `dvc repro` after another, and a last `dvc repro` finishes
+the work; then the server is stopped and its database must hold exactly one run per stage.
+Also checked: no half-written output under its final name after each kill, the report's
+contract, int8 tensors in the int8 file, a second `dvc repro` has nothing to do, the budget
+check and the Markdown summary.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,55 +32,183 @@ from tests.conftest import ROOT, run_env
 
 pytestmark = pytest.mark.slow
 STAGES = ["data", "teacher", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
+GRAPH_STAGES = ["graph_data", "gnn_search", "gnn_train", "gnn_distill", "gnn_export", "gnn_benchmark", "gnn_report"]
+# Each long stage is killed once a line of its own output shows it is halfway; its outputs must then be absent.
+KILLS = {
+    "teacher": (r"epoch 1/", ["models/teacher.keras"]),
+    "quantize": (r"quantize: teacher_fp32 accuracy", ["models/tflite"]),
+    "calibration_suite": (r"calibration_suite: \w+ \(\d+ parameters\)", ["models/calibration"]),
+    "gnn_search": (r"gnn_search: trial \S+ .*-> val", ["models/graph/search.json"]),
+    "gnn_train": (r"gnn_train: \w+ seed \d+: test", ["models/graph/gnn"]),
+    "gnn_distill": (r"gnn_distill: \w+ student, teacher", ["models/graph/student"]),
+}
 
 
 def _copy_project(dst: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    outputs = re.compile(r"^(profiles/[^/]+/)?(metrics|plots)/")  # a local run's results are not source
     for f in files:
         src = ROOT / f
-        if src.is_symlink() or src.is_file():
+        if (src.is_symlink() or src.is_file()) and not outputs.match(f):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             if src.is_symlink():
                 os.symlink(os.readlink(src), dst / f)
             else:
                 shutil.copy2(src, dst / f)
     (dst / "profiles/quick/dvc.lock").unlink(missing_ok=True)
-    shared = ROOT.parent / "shared"
+    shared = ROOT.parent / "shared"  # graph_data.root leaves the project: ../shared/datasets
     if shared.is_dir() and not (dst.parent / "shared").exists():
-        os.symlink(shared, dst.parent / "shared")  # the graph stages read ../shared/datasets, as in CI
+        os.symlink(shared, dst.parent / "shared")
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@localhost"],
                 ["git", "config", "user.name", "t"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):  # fmt: skip
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
     return dst
 
 
-def _dvc(project: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+def project_env(project: Path, **extra: str) -> dict:
+    """The stages of the copy run the copy's code (not an installed edgesmith's)."""
+    return {**run_env(), "PYTHONPATH": str(project), **extra}
+
+
+def _dvc(project: Path, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     dvc = str(Path(sys.executable).parent / "dvc")
-    return subprocess.run([dvc, *args], cwd=project, capture_output=True, text=True, env=run_env(), **kw)
+    return subprocess.run([dvc, *args], cwd=project, capture_output=True, text=True,
+                          env=env or project_env(project), **kw)  # fmt: skip
 
 
-def test_quick_pipeline_survives_kill_9_and_is_reproducible(tmp_path):
-    project = _copy_project(tmp_path / "project")
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(project: Path, port: int, log: Path) -> subprocess.Popen:
+    bin_dir = str(Path(sys.executable).parent)
+    proc = subprocess.Popen(["make", "mlflow-server", f"BIN={bin_dir}", f"MLFLOW_PORT={port}"], cwd=project,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=run_env(),
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read() == b"OK":
+                return proc
+        except OSError:
+            time.sleep(1)
+    raise AssertionError("mlflow server did not answer in 180 s:\n" + log.read_text())
+
+
+def _kill_halfway(project: Path, stage: str, pattern: str, env: dict, log: Path) -> str:
+    """Run `dvc repro` until `stage` prints `pattern`, then kill -9 the whole process group."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    with open(log, "w") as out:
+        proc = subprocess.Popen([dvc, "repro", "profiles/quick/dvc.yaml"], cwd=project, stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+        started = f"Running stage 'profiles/quick/dvc.yaml:{stage}'"
+        deadline = time.time() + 1200
+        while time.time() < deadline:
+            text = log.read_text()
+            if started in text and re.search(pattern, text.split(started, 1)[1]):
+                break
+            assert proc.poll() is None, f"dvc repro ended before {stage} was halfway:\n{text[-3000:]}"
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"{stage} not halfway after 20 min")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    return log.read_text()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    """The quick pipeline against a real MLflow server, with kill -9 in each long stage first."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    project = _copy_project(tmp / "project")
     quick = project / "profiles" / "quick"
-    dvc = str(Path(sys.executable).parent / "dvc")
-    log = open(tmp_path / "first.log", "w+")
-    proc = subprocess.Popen([dvc, "repro", "profiles/quick/dvc.yaml"], cwd=project, stdout=log,
-                            stderr=subprocess.STDOUT, env=run_env(), start_new_session=True)  # fmt: skip
-    deadline = time.time() + 600
-    while time.time() < deadline and "epoch 1/" not in (tmp_path / "first.log").read_text():
-        assert proc.poll() is None, (tmp_path / "first.log").read_text()
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert not (quick / "models" / "teacher.keras").exists()
-    Dataset.load(quick / "data" / "dataset.npz")  # the finished stage's output is whole
+    port = _free_port()
+    server = _start_server(project, port, tmp / "server.log")
+    env = project_env(project, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+    killed: dict[str, dict] = {}
+    try:
+        for stage, (pattern, outs) in KILLS.items():
+            text = _kill_halfway(project, stage, pattern, env, tmp / f"kill_{stage}.log")
+            killed[stage] = {
+                "log": text,
+                "outs_after_kill": {o: (quick / o).exists() for o in outs},
+                "metrics_after_kill": (quick / "metrics" / f"{stage}.json").exists(),
+            }
+            if stage == "teacher":
+                Dataset.load(quick / "data" / "dataset.npz")  # the stage finished before the kill is whole
+        final = _dvc(project, "repro", "profiles/quick/dvc.yaml", env=env, timeout=2400)
+        again = _dvc(project, "repro", "profiles/quick/dvc.yaml", env=env, timeout=600)
+        status = _dvc(project, "status", "profiles/quick/dvc.yaml", env=env, timeout=120)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+    return {"project": project, "quick": quick, "killed": killed, "final": final, "again": again,
+            "status": status, "port": port}  # fmt: skip
 
-    done = _dvc(project, "repro", "profiles/quick/dvc.yaml", timeout=1200)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Running stage 'profiles/quick/dvc.yaml:teacher'" in done.stdout
-    assert "Running stage 'profiles/quick/dvc.yaml:data'" not in done.stdout  # finished before the kill
 
+def _ran(text: str) -> list[str]:
+    return re.findall(r"Running stage 'profiles/quick/dvc.yaml:(\w+)'", text)
+
+
+def test_a_stage_killed_halfway_leaves_nothing_under_its_final_name_and_dvc_repro_finishes(run):
+    """Each `dvc repro` after a kill starts with the killed stage and never re-runs a finished one."""
+    quick, final = run["quick"], run["final"]
+    for stage, k in run["killed"].items():
+        assert not any(k["outs_after_kill"].values()), (stage, k["outs_after_kill"])
+        assert not k["metrics_after_kill"], stage
+    assert final.returncode == 0, final.stdout[-5000:] + final.stderr[-3000:]
+    attempts = [_ran(k["log"]) for k in run["killed"].values()] + [_ran(final.stdout)]
+    for i, killed in enumerate(run["killed"]):
+        assert attempts[i][-1] == killed and attempts[i + 1][0] == killed, attempts
+    started = [s for a in attempts for s in a]
+    assert sorted(started) == sorted([*STAGES, *GRAPH_STAGES, *KILLS]), attempts  # killed ones twice, others once
+    for stage, (_, outs) in KILLS.items():
+        for o in outs:
+            assert (quick / o).exists(), o
+        assert (quick / "metrics" / f"{stage}.json").is_file()
+    assert not [p for p in quick.rglob(io.TMP_PREFIX + "*") if "models" in p.parts or "data" in p.parts]
+
+
+def test_second_repro_has_nothing_to_do(run):
+    again, status = run["again"], run["status"]
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_every_stage_run_is_on_the_server_once(run):
+    """The server is stopped: its database must hold one run per finished stage, none for a killed attempt."""
+    project, quick = run["project"], run["quick"]
+    vision = tracking.find_runs("edgesmith-vision-quick", project / "mlruns")
+    assert sorted(r["name"] for r in vision) == sorted([*STAGES, "summary"])
+    graph = tracking.find_runs("edgesmith-graph-quick", project / "mlruns")
+    search = io.read_json(quick / "metrics" / "gnn_search.json")
+    trials = [f"gnn_search/trial_{t['trial_id']}" for t in search["all_trials"]]
+    assert sorted(r["name"] for r in graph) == sorted([*GRAPH_STAGES, *trials, "summary"])
+    for r in vision + graph:
+        assert r["tags"]["edgesmith.params_file"] == "params.yaml" and len(r["tags"]["edgesmith.run_key"]) == 32
+    teacher = next(r for r in vision if r["name"] == "teacher")
+    assert teacher["metrics"]["test_accuracy"] == io.read_json(quick / "metrics" / "teacher.json")["test_accuracy"]
+    summary = next(r for r in vision if r["name"] == "summary")
+    doc = io.read_json(quick / "metrics" / "report.json")
+    int8 = next(m for m in doc["models"] if m["name"] == "teacher_int8")
+    assert summary["metrics"]["teacher_int8.accuracy"] == pytest.approx(int8["accuracy"])
+    assert np.isfinite(summary["metrics"]["teacher_fp32.latency_p50_ms"])
+    assert summary["artifact_uri"].startswith("mlflow-artifacts:")  # uploaded through the server
+    stored = list((project / "mlruns" / "artifacts").rglob("report.json"))
+    assert stored and io.read_json(stored[0])["final"] == doc["final"]
+    assert not (project / "mlruns" / "outbox").exists()  # nothing had to be kept for later
+
+
+def test_report_contract_and_int8_file(run):
+    quick = run["quick"]
     doc = io.read_json(quick / "metrics" / "report.json")
     assert doc["pipeline"] == "vision" and len(doc["git_commit"]) == 40
     names = [m["name"] for m in doc["models"]]
@@ -96,16 +231,20 @@ def test_quick_pipeline_survives_kill_9_and_is_reproducible(tmp_path):
     assert evaluate.accuracy(quick / int8["file"], ds.x_test, ds.y_test) == pytest.approx(int8["accuracy"])
     for png in ("accuracy_latency.png", "accuracy_memory_access.png", "final_ops.png"):
         assert (quick / "plots" / "report" / png).stat().st_size > 10_000
-    assert not [p for p in quick.rglob(io.TMP_PREFIX + "*") if "models" in p.parts or "data" in p.parts]
 
-    again = _dvc(project, "repro", "profiles/quick/dvc.yaml", timeout=600)
-    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
-    status = _dvc(project, "status", "profiles/quick/dvc.yaml", timeout=120)
-    assert "up to date" in status.stdout, status.stdout
 
-    runs = tracking.find_runs("edgesmith-vision-quick", project / "mlruns")
-    finished = [r["name"] for r in runs]
-    assert sorted(finished) == sorted([*STAGES, "summary"])  # the killed teacher run logged nothing
-    summary = next(r for r in runs if r["name"] == "summary")
-    assert summary["metrics"]["teacher_int8.accuracy"] == pytest.approx(int8["accuracy"])
-    assert np.isfinite(summary["metrics"]["teacher_fp32.latency_p50_ms"])
+def test_check_budget_and_markdown_on_the_real_report(run):
+    project, quick = run["project"], run["quick"]
+    cli = [sys.executable, "-m", "pipelines.cli"]
+    ok = subprocess.run([*cli, "check-budget", "--params", "profiles/quick/params.yaml"], cwd=project,
+                        capture_output=True, text=True, env=project_env(project), timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("within budget"), ok.stdout + ok.stderr
+    strict = quick / "strict.yaml"
+    strict.write_text((quick / "params.yaml").read_text().replace("min_accuracy: 0.60", "min_accuracy: 0.99"))
+    over = subprocess.run([*cli, "check-budget", "--params", str(strict)], cwd=project, capture_output=True,
+                          text=True, env=project_env(project), timeout=120)  # fmt: skip
+    assert over.returncode == 1 and "FAIL  accuracy" in over.stdout and ">= 99.00%" in over.stdout
+    md = subprocess.run([*cli, "report", "profiles/quick/metrics/report.json", "--markdown", "--params",
+                         "profiles/quick/params.yaml"], cwd=project, capture_output=True, text=True,
+                        env=project_env(project), timeout=120)  # fmt: skip
+    assert md.returncode == 0 and "Budget: within budget" in md.stdout and "| **teacher_int8** |" in md.stdout
