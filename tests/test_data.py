@@ -135,3 +135,68 @@ def test_folder_with_unreadable_image(tmp_path):
 def test_missing_source_path(tmp_path):
     with pytest.raises(DataError, match=r"nowhere: idx folder not found"):
         data.prepare(data_params("idx", tmp_path / "nowhere"), seed=0)
+
+
+def test_idx_labels_out_of_range(idx_dir):
+    y = np.arange(200, dtype=np.uint8) % 10
+    y[7] = 200  # a stray label far past the ten classes
+    write_idx(idx_dir / "train-labels-idx1-ubyte.gz", y)
+    with pytest.raises(DataError, match=r"idx: labels run up to 200, but 10, 11, 12, 13, 14 and 185 more never occur in "
+                                        r"the training split; labels must be 0..N-1"):  # fmt: skip
+        data.prepare(data_params("idx", idx_dir), seed=0)
+    write_idx(idx_dir / "train-labels-idx1-ubyte.gz", np.arange(200, dtype=np.uint8) % 10)
+    yt = np.arange(60, dtype=np.uint8) % 10
+    yt[3] = 12  # a test label no training image has
+    write_idx(idx_dir / "t10k-labels-idx1-ubyte.gz", yt)
+    with pytest.raises(DataError, match=r"labels run up to 12, but 10, 11, 12 never occur in the training split"):
+        data.prepare(data_params("idx", idx_dir), seed=0)
+
+
+@pytest.mark.parametrize("split", ["train", "t10k"])
+def test_idx_empty_split(idx_dir, split):
+    write_idx(idx_dir / f"{split}-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(idx_dir / f"{split}-labels-idx1-ubyte.gz", np.zeros((0,), np.uint8))
+    name = "train" if split == "train" else "test"
+    with pytest.raises(DataError, match=rf"idx: the {name} split is empty"):
+        data.prepare(data_params("idx", idx_dir), seed=0)
+
+
+def test_idx_wrong_magic_through_prepare_names_the_file(idx_dir):
+    (idx_dir / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00\x00\x00\x10" + b"\x00" * 16))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: expected images \(N, H, W\), got shape \[16\]"):
+        data.prepare(data_params("idx", idx_dir), seed=0)
+    (idx_dir / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"PK\x03\x04" + b"\x00" * 32))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: not an idx file \(bad magic number 504b0304\)"):
+        data.prepare(data_params("idx", idx_dir), seed=0)
+
+
+def test_npz_images_of_mixed_size(tmp_path):
+    x, y = make_images(20, classes=4, size=12)
+    xt, yt = make_images(8, classes=4, size=10)
+    np.savez(tmp_path / "m.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    with pytest.raises(DataError, match=r"m.npz: train images \(12, 12, 1\) and test images \(10, 10, 1\) differ"):
+        data.prepare(data_params("npz", tmp_path / "m.npz"), seed=0)
+
+
+def test_bad_data_through_the_stage_exits_2_with_one_line(tmp_path, idx_dir):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import QUICK, ROOT, run_env
+
+    raw = yaml.safe_load((QUICK / "params.yaml").read_text())
+    raw["base"]["mlruns_dir"] = "mlruns"
+    raw["data"].update(path=str(idx_dir), max_train=0, max_test=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    raw_labels = tmp_path / "idx" / "t10k-labels-idx1-ubyte.gz"
+    raw_labels.write_bytes(raw_labels.read_bytes()[:-5])  # a truncated download
+    proc = subprocess.run([sys.executable, "-m", "stages.data", "--params", str(tmp_path / "params.yaml"), "--out",
+                           str(tmp_path / "out" / "d.npz"), "--metrics", str(tmp_path / "metrics" / "data.json")],
+                          capture_output=True, text=True, env=run_env(), cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("20")]  # log lines start with the date
+    assert errors == [f"error: {raw_labels}: corrupt gzip data (Compressed file ended before the end-of-stream "
+                      "marker was reached)"]  # fmt: skip
+    assert not (tmp_path / "out").exists() and not (tmp_path / "metrics").exists()

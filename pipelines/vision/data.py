@@ -99,13 +99,16 @@ def load_idx(root: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: idx folder not found (install the Debian package dataset-fashion-mnist or set data.path)")
-    arrays = {k: read_idx(_find_idx(root, stem)) for k, stem in IDX_FILES.items()}
+    files = {k: _find_idx(root, stem) for k, stem in IDX_FILES.items()}
+    arrays = {k: read_idx(f) for k, f in files.items()}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or y.ndim != 1:
-            raise DataError(f"{root / IDX_FILES['x_' + split]}: expected images (N, H, W) and labels (N,)")
+        if x.ndim != 3:
+            raise DataError(f"{files['x_' + split]}: expected images (N, H, W), got shape {list(x.shape)}")
+        if y.ndim != 1:
+            raise DataError(f"{files['y_' + split]}: expected labels (N,), got shape {list(y.shape)}")
         if len(x) != len(y):
-            raise DataError(f"{root / IDX_FILES['y_' + split]}: {len(y)} labels for {len(x)} images")
+            raise DataError(f"{files['y_' + split]}: {len(y)} labels for {len(x)} images")
     return (
         arrays["x_train"][..., None], arrays["y_train"].astype(np.int64),
         arrays["x_test"][..., None], arrays["y_test"].astype(np.int64),
@@ -206,21 +209,29 @@ def prepare(params: dict, seed: int, base_dir: Path = Path(".")) -> Dataset:
     source = params["source"]
     if source == "idx":
         x_train, y_train, x_test, y_test = load_idx(path)
-        names = list(FASHION_MNIST_CLASSES) if int(max(y_train.max(), y_test.max())) < 10 else []
     elif source == "npz":
         x_train, y_train, x_test, y_test = load_npz(path)
-        names = []
     else:
         x, y, names = load_folder(path, params["color"])
         tr, te = stratified_split(y, params["test_fraction"], rng)
         x_train, y_train, x_test, y_test = x[tr], y[tr], x[te], y[te]
-    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    names = names or [str(i) for i in range(num_classes)]
     for split, y in (("train", y_train), ("test", y_test)):
         if len(y) == 0:
             raise DataError(f"{path}: the {split} split is empty")
+    if source == "idx":
+        names = list(FASHION_MNIST_CLASSES) if int(max(y_train.max(), y_test.max())) < 10 else []
+    elif source == "npz":
+        names = []
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    names = names or [str(i) for i in range(num_classes)]
+    for split, y in (("train", y_train), ("test", y_test)):
         if y.min() < 0 or y.max() >= len(names):
             raise DataError(f"{path}: {split} labels must be in 0..{len(names) - 1}, found {y.min()}..{y.max()}")
+    absent = sorted(set(range(num_classes)) - {int(v) for v in np.unique(y_train)})
+    if absent and len(absent) < num_classes - 1:  # one class only is reported below
+        shown = ", ".join(map(str, absent[:5])) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        raise DataError(f"{path}: labels run up to {num_classes - 1}, but {shown} never occur in the training split; "
+                        "labels must be 0..N-1 with every class among the training images")  # fmt: skip
     if len(np.unique(y_train)) < 2:
         raise DataError(f"{path}: the training split holds only one class; need at least 2")
     tr, va = stratified_split(y_train, params["val_fraction"], rng)
