@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.conftest import make_images
 
@@ -43,3 +44,34 @@ def test_same_seed_same_weights_and_history():
         assert np.array_equal(wa, wb)
     c, _ = _train(6)
     assert not all(np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights(), strict=True))
+
+
+@pytest.mark.slow
+def test_teacher_stage_twice_in_fresh_processes_gives_the_same_accuracy_to_the_last_digit(tmp_path, idx_dir):
+    """Two separate processes, same seed, tiny data on CPU: identical metrics and per-epoch history."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from pipelines.common import io
+    from tests.conftest import QUICK, ROOT, run_env
+
+    raw = yaml.safe_load((QUICK / "params.yaml").read_text())
+    raw["base"]["mlruns_dir"] = "mlruns"
+    raw["data"].update(path=str(idx_dir), max_train=0, max_test=0)
+    raw["teacher"].update(widths=[4, 8], dense_units=16, epochs=2, batch_size=32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    results = []
+    for attempt in ("a", "b"):
+        out = tmp_path / attempt
+        for cmd in (["stages.data", "--out", f"{out}/dataset.npz", "--metrics", f"{out}/data.json"],
+                    ["stages.teacher", "--data", f"{out}/dataset.npz", "--out", f"{out}/teacher.keras",
+                     "--history", f"{out}/history.csv", "--metrics", f"{out}/teacher.json"]):  # fmt: skip
+            proc = subprocess.run([sys.executable, "-m", *cmd, "--params", str(tmp_path / "params.yaml")], cwd=ROOT,
+                                  capture_output=True, text=True, env=run_env(), timeout=900)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics = io.read_json(out / "teacher.json")
+        results.append(({k: metrics[k] for k in ("test_accuracy", "val_accuracy")}, (out / "history.csv").read_text()))
+    assert results[0] == results[1]
+    assert 0.0 < results[0][0]["test_accuracy"] <= 1.0
