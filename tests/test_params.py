@@ -24,8 +24,7 @@ def test_shipped_params_are_valid_and_profiles_have_the_same_keys():
         assert set(full[section]) == set(quick[section]) == set(SCHEMA[section])
 
 
-def edited(path: str, value=None, delete: bool = False) -> dict:
-    raw = copy.deepcopy(GOOD)
+def _apply(raw: dict, path: str, value=None, delete: bool = False) -> dict:
     *parents, key = path.split(".")
     node = raw
     for p in parents:
@@ -35,6 +34,10 @@ def edited(path: str, value=None, delete: bool = False) -> dict:
     else:
         node[key] = value
     return raw
+
+
+def edited(path: str, value=None, delete: bool = False) -> dict:
+    return _apply(copy.deepcopy(GOOD), path, value, delete)
 
 
 BAD_EDITS = [
@@ -129,18 +132,7 @@ STAGE_ARGS = {
 
 
 def _set(path: str, value=None, delete: bool = False):
-    def edit(raw: dict) -> dict:
-        *parents, key = path.split(".")
-        node = raw
-        for p in parents:
-            node = node[p]
-        if delete:
-            del node[key]
-        else:
-            node[key] = value
-        return raw
-
-    return edit
+    return lambda raw: _apply(raw, path, value, delete)
 
 
 def _text(old: str, new: str):

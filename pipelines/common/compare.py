@@ -16,6 +16,7 @@ from typing import Any
 
 from pipelines.common import io, tracking
 from pipelines.common.errors import UserError
+from pipelines.common.report import format_figure
 
 FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "memory_access_bytes")
 
@@ -83,16 +84,6 @@ def resolve(ref: str, mlruns_dir: str | Path, pipeline: str = "vision", cwd: str
                     f"{pipeline} summary run in {uri}")  # fmt: skip
 
 
-def _fmt(fig: str, v: float | None) -> str:
-    if v is None:
-        return "-"
-    if fig == "accuracy":
-        return f"{v:.2%}"
-    if fig.endswith("_ms"):
-        return f"{v:.4f}"
-    return f"{v:,.0f}"
-
-
 def _delta(fig: str, a: float | None, b: float | None) -> tuple[str, str]:
     if a is None or b is None:
         return "-", "-"
@@ -110,7 +101,7 @@ def table(a: Side, b: Side) -> str:
         for i, fig in enumerate(FIGURES):
             va, vb = a.models.get(n, {}).get(fig), b.models.get(n, {}).get(fig)
             label = (f"{n} (final {mark})" if mark else n) if i == 0 else ""
-            cells.append([label, fig, _fmt(fig, va), _fmt(fig, vb), *_delta(fig, va, vb)])
+            cells.append([label, fig, format_figure(fig, va, "{:.4f}"), format_figure(fig, vb, "{:.4f}"), *_delta(fig, va, vb)])
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     lines = [f"A: {a.label}", f"B: {b.label}", ""]
     for j, r in enumerate(cells):

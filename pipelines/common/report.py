@@ -199,19 +199,20 @@ def check_budget(report: Mapping[str, Any], budget: Mapping[str, Any]) -> list[d
     return checks
 
 
-def _fmt(field: str, value: Any) -> str:
+def format_figure(field: str, value: Any, ms: str = "{:.3f} ms") -> str:
+    """A report figure for people: accuracy in %, times with `ms`, counts with thousands separators."""
     if value is None:
         return "-"
     if field == "accuracy":
         return f"{value:.2%}"
     if field.endswith("_ms"):
-        return f"{value:.3f} ms"
+        return ms.format(value)
     return f"{value:,.0f}"
 
 
 def budget_lines(checks: list[dict[str, Any]]) -> list[str]:
-    return [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['field']:<15} {_fmt(c['field'], c['value']):>12}  "
-            f"{'must be ' + c['op']} {_fmt(c['field'], c['limit'])}" for c in checks]  # fmt: skip
+    return [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['field']:<15} {format_figure(c['field'], c['value']):>12}  "
+            f"{'must be ' + c['op']} {format_figure(c['field'], c['limit'])}" for c in checks]  # fmt: skip
 
 
 def markdown(report: Mapping[str, Any], checks: list[dict[str, Any]] | None = None, title: str = "edgesmith report") -> str:
@@ -223,14 +224,14 @@ def markdown(report: Mapping[str, Any], checks: list[dict[str, Any]] | None = No
     if checks is not None:
         verdict = "within budget" if all(c["ok"] for c in checks) else "**over budget**"
         lines += [f"Budget: {verdict}", "", "| | figure | final model | budget |", "|---|---|---|---|"]
-        lines += [f"| {'✅' if c['ok'] else '❌'} | {c['field']} | {_fmt(c['field'], c['value'])} | "
-                  f"{c['op']} {_fmt(c['field'], c['limit'])} |" for c in checks]  # fmt: skip
+        lines += [f"| {'✅' if c['ok'] else '❌'} | {c['field']} | {format_figure(c['field'], c['value'])} | "
+                  f"{c['op']} {format_figure(c['field'], c['limit'])} |" for c in checks]  # fmt: skip
         lines.append("")
     cols = ("accuracy", "size_bytes", "latency_p50_ms", "memory_access_bytes", "macs")
     lines += ["| model | dtype | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for r in report["models"]:
         name = f"**{r['name']}**" if r["name"] == final else r["name"]
-        lines.append(f"| {name} | {r.get('dtype') or '-'} | " + " | ".join(_fmt(c, r.get(c)) for c in cols) + " |")
+        lines.append(f"| {name} | {r.get('dtype') or '-'} | " + " | ".join(format_figure(c, r.get(c)) for c in cols) + " |")
     lines += ["", "Latency is measured on the CI host (1 thread unless stated), never a phone's; "
               "memory access is modelled from the .tflite file."]  # fmt: skip
     return "\n".join(lines) + "\n"
