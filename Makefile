@@ -45,9 +45,9 @@ exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profi
 	@[ -n "$(PARAMS)" ] || { echo 'usage: make exp PARAMS="section.key=v1,v2 ..." [PROFILE=profiles/quick] [JOBS=2] [TARGET=stage]' >&2; exit 2; }
 	$(BIN)/dvc exp run --queue $(TARGET) $(foreach p,$(PARAMS),-S '$(if $(filter .,$(PROFILE)),,$(PROFILE)/params.yaml:)$(p)')
 	$(BIN)/dvc queue start -j $(JOBS)
-	@while $(BIN)/dvc queue status 2>/dev/null | grep -qE ' (Queued|Running) '; do sleep 10; done
+	@while $(BIN)/dvc queue status 2>/dev/null | grep -qwE 'Queued|Running'; do sleep 10; done
 	@$(BIN)/dvc queue status
-	@! $(BIN)/dvc queue status | grep -q ' Failed ' || { echo "failed experiments: dvc queue logs NAME shows why" >&2; exit 1; }
+	@! $(BIN)/dvc queue status | grep -qw 'Failed' || { echo "failed experiments: dvc queue logs NAME shows why" >&2; exit 1; }
 	$(BIN)/dvc exp show --no-pager --md --only-changed
 
 test: ## Fast test suite (no slow pipeline runs, < 5 min)

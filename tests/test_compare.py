@@ -85,7 +85,7 @@ def test_compare_by_experiment_name_commit_run_id_and_file(tmp_path, capsys):
     store = tmp_path / "mlruns"
 
     a, b = compare.resolve("swift-leaf", store), compare.resolve("bbbbbbb", store)
-    assert a.label.startswith("experiment (experiment swift-leaf, run ") and b.final == "teacher_int8"
+    assert a.label.startswith("swift-leaf (experiment: summary run ") and b.final == "teacher_int8"
     assert b.models["teacher_int8"] == {"accuracy": 0.81, "size_bytes": 800_000, "latency_p50_ms": 0.45,
                                         "memory_access_bytes": 1_048_930}  # fmt: skip
     text = compare.table(a, b)
@@ -95,6 +95,7 @@ def test_compare_by_experiment_name_commit_run_id_and_file(tmp_path, capsys):
     assert any(li.split()[-3:] == ["+2.00", "pt", "+2.5%"] for li in text.splitlines() if "79.00%" in li)
 
     assert compare.resolve(run_a, store).models == a.models
+    assert compare.resolve("bbbbbbb", store).label.startswith("bbbbbbb (commit: experiment bold-tree, summary run ")
     io.write_json(tmp_path / "r.json", REPORT)
     assert compare.resolve(str(tmp_path / "r.json"), store).models == a.models
     params = _params(tmp_path)

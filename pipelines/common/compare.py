@@ -34,17 +34,17 @@ def from_report(doc: dict[str, Any], label: str) -> Side:
     return Side(label, doc.get("final"), {m["name"]: {f: m.get(f) for f in FIGURES} for m in doc["models"]})
 
 
-def from_summary_run(run: dict[str, Any], how: str) -> Side:
+def from_summary_run(run: dict[str, Any], ref: str, how: str) -> Side:
     """A summary run's metrics are `<model>.<figure>`; models are those with an accuracy."""
     metrics = run["metrics"]
     names = [k.rsplit(".", 1)[0] for k in metrics if k.endswith(".accuracy")]
     models = {n: {f: metrics.get(f"{n}.{f}") for f in FIGURES} for n in sorted(names)}
     tags = run["tags"]
     when = datetime.fromtimestamp(run["start_time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if run.get("start_time") else "?"
-    details = [f"run {run['run_id'][:12]}", f"commit {tags.get('mlflow.source.git.commit', '?')[:10]}", when]
-    if tags.get("dvc.exp_name"):
+    details = [f"summary run {run['run_id'][:12]}", f"commit {tags.get('mlflow.source.git.commit', '?')[:10]}", when]
+    if tags.get("dvc.exp_name") and how != "experiment":
         details.insert(0, f"experiment {tags['dvc.exp_name']}")
-    return Side(f"{how} ({', '.join(details)})", tags.get("edgesmith.final") or run["params"].get("final"), models)
+    return Side(f"{ref} ({how}: {', '.join(details)})", tags.get("edgesmith.final") or run["params"].get("final"), models)
 
 
 def _rev_parse(ref: str, cwd: str | Path) -> str | None:
@@ -61,24 +61,24 @@ def _rev_parse(ref: str, cwd: str | Path) -> str | None:
 def resolve(ref: str, mlruns_dir: str | Path, pipeline: str = "vision", cwd: str | Path = ".") -> Side:
     """Find what `ref` names (see the module's docstring); one clear error when nothing matches."""
     if Path(ref).is_file():
-        return from_report(io.read_json(ref), f"{ref}")
+        return from_report(io.read_json(ref), f"{ref} (report file)")
     if re.fullmatch(r"[0-9a-f]{32}", ref):
         run = tracking.get_run(ref, mlruns_dir)
         if run is not None:
             if run["tags"].get("edgesmith.summary") != "true":
                 raise UserError(f"{ref}: MLflow run '{run['name']}' is not a summary run; pass the id of a run "
                                 "named 'summary' (the report stage's)")  # fmt: skip
-            return from_summary_run(run, "run")
+            return from_summary_run(run, ref, "MLflow run")
     runs = [r for r in tracking.summary_runs(mlruns_dir) if r["tags"].get("edgesmith.pipeline", "vision") == pipeline]
     for r in runs:
         if r["tags"].get("dvc.exp_name") == ref:
-            return from_summary_run(r, "experiment")
+            return from_summary_run(r, ref, "experiment")
     commit = _rev_parse(ref, cwd) or (ref if re.fullmatch(r"[0-9a-f]{4,40}", ref) else None)
     if commit:
         matches = [r for r in runs if r["tags"].get("mlflow.source.git.commit", "").startswith(commit)]
         matches.sort(key=lambda r: "dvc.exp_name" in r["tags"])  # a plain run of the commit before its experiments
         if matches:
-            return from_summary_run(matches[0], "commit")
+            return from_summary_run(matches[0], ref, "commit")
     uri = tracking.store_uris(mlruns_dir)[0]
     raise UserError(f"{ref}: not a report file, nor an MLflow run id, DVC experiment name or git commit with a "
                     f"{pipeline} summary run in {uri}")  # fmt: skip
