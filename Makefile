@@ -39,6 +39,7 @@ repro: ## Run the full pipeline (dvc repro): data, teacher, quantize, benchmark,
 	$(BIN)/dvc repro
 
 repro-quick: ## Run the same stages on the quick profile (profiles/quick: 4k images, 2 epochs, <5 min)
+	@cmp -s dvc.yaml $(QUICK)/dvc.yaml || cp dvc.yaml $(QUICK)/dvc.yaml
 	$(BIN)/dvc repro $(QUICK)/dvc.yaml
 
 exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profiles/quick] [JOBS=2]; then dvc exp show, edgesmith compare

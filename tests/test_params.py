@@ -24,6 +24,12 @@ def test_shipped_params_are_valid_and_profiles_have_the_same_keys():
         assert set(full[section]) == set(quick[section]) == set(SCHEMA[section])
 
 
+def test_the_quick_profile_runs_the_same_stages():
+    """A copy, not a symlink: DVC reads a symlinked dvc.yaml from past revisions as invalid (dvc exp show)."""
+    quick = QUICK / "dvc.yaml"
+    assert not quick.is_symlink() and quick.read_bytes() == (ROOT / "dvc.yaml").read_bytes()
+
+
 def _apply(raw: dict, path: str, value=None, delete: bool = False) -> dict:
     *parents, key = path.split(".")
     node = raw
