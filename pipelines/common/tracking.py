@@ -53,11 +53,10 @@ def store_dir(mlruns_dir: str | Path) -> Path:
     """
     root = Path(mlruns_dir).resolve()
     project = os.environ.get("DVC_ROOT")
-    if not project or root.is_relative_to(Path(project).resolve()) and ".dvc" not in root.parts:
-        return root
-    for workspace in root.parents:
-        if (workspace / ".dvc").is_dir() and workspace != Path(project).resolve():
-            return Path(project).resolve() / root.relative_to(workspace)
+    parts = root.parts
+    for i in range(len(parts) - 3):
+        if project and parts[i : i + 3] == (".dvc", "tmp", "exps"):  # <copy> = .dvc/tmp/exps/<name>/
+            return Path(project).resolve().joinpath(*parts[i + 4 :])
     return root
 
 
