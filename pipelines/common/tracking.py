@@ -140,8 +140,8 @@ def with_retries(action: Callable[[], T], what: str, budget_s: float | None = No
     """Run `action`, again after a short pause while the store is locked, for up to `budget_s` seconds."""
     budget_s = retry_seconds() if budget_s is None else budget_s
     deadline = time.monotonic() + budget_s
-    pause = 0.2
-    for attempt in range(1, 10_000):
+    pause, attempt = 0.2, 1
+    while True:
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - the caller decides what a final failure means
@@ -149,8 +149,7 @@ def with_retries(action: Callable[[], T], what: str, budget_s: float | None = No
                 raise
             log.info("tracking: %s: store busy (%s), attempt %d; retrying", what, _reason(exc), attempt)
             time.sleep(pause)
-            pause = min(pause * 1.6, 5.0)
-    raise AssertionError("unreachable")
+            pause, attempt = min(pause * 1.6, 5.0), attempt + 1
 
 
 def record(
