@@ -98,3 +98,18 @@ def test_hashes_are_stable_and_content_sensitive(tmp_path):
     assert io.sha256_path(tmp_path / "d") == h1
     (tmp_path / "d" / "a").write_bytes(b"2")
     assert io.sha256_path(tmp_path / "d") != h1
+
+
+def test_a_successful_write_removes_what_killed_writers_of_the_same_output_left(tmp_path):
+    import tempfile
+
+    fd, _ = tempfile.mkstemp(prefix=".tmp-teacher-", suffix=".keras", dir=tmp_path)
+    os.close(fd)
+    stale_dir = tmp_path / tempfile.mkdtemp(prefix=".tmp-tflite-", dir=tmp_path)
+    (stale_dir / "half.tflite").write_bytes(b"half")
+    other = tmp_path / ".tmp-teacher-student-abcdefgh.keras"  # another output's temporary name
+    other.write_bytes(b"x")
+    io.write_text(tmp_path / "teacher.keras", "model")
+    with io.atomic_dir(tmp_path / "tflite") as d:
+        (d / "a.tflite").write_bytes(b"a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "teacher.keras", "tflite"]

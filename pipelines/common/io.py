@@ -32,6 +32,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, final)
+        _remove_stale(final.parent, TMP_PREFIX + final.stem + "-", final.suffix)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -53,9 +54,22 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+        _remove_stale(final.parent, TMP_PREFIX + final.name + "-", "")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
+    """Remove what writers of this same output left when they were killed (`kill -9` runs no cleanup).
+
+    Only names made by mkstemp/mkdtemp for this output match: prefix, 8 random characters, suffix.
+    """
+    for p in folder.glob(prefix + "?" * 8 + suffix):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _umask() -> int:
