@@ -44,7 +44,7 @@ repro-quick: ## Run the same stages on the quick profile (profiles/quick: 4k ima
 
 exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profiles/quick] [JOBS=2]; then dvc exp show, edgesmith compare
 	@[ -n "$(PARAMS)" ] || { echo 'usage: make exp PARAMS="section.key=v1,v2 ..." [PROFILE=profiles/quick] [JOBS=2] [TARGET=stage]' >&2; exit 2; }
-	$(BIN)/dvc exp run --queue $(TARGET) $(foreach p,$(PARAMS),-S '$(if $(filter .,$(PROFILE)),,$(PROFILE)/params.yaml:)$(p)')
+	$(BIN)/dvc exp run --queue --force $(TARGET) $(foreach p,$(PARAMS),-S '$(if $(filter .,$(PROFILE)),,$(PROFILE)/params.yaml:)$(p)')
 	$(BIN)/dvc queue start -j $(JOBS)
 	@while $(BIN)/dvc queue status 2>/dev/null | grep -qwE 'Queued|Running'; do sleep 10; done
 	@$(BIN)/dvc queue status

@@ -54,7 +54,7 @@ def _make_n(*args: str) -> str:
 
 def test_make_exp_queues_one_experiment_per_value_and_runs_two_at_a_time():
     out = _make_n("exp", "PARAMS=teacher.epochs=1,2,3 teacher.dense_units=64", "PROFILE=profiles/quick")
-    assert ("dvc exp run --queue profiles/quick/dvc.yaml:report -S 'profiles/quick/params.yaml:teacher.epochs=1,2,3' "
+    assert ("dvc exp run --queue --force profiles/quick/dvc.yaml:report -S 'profiles/quick/params.yaml:teacher.epochs=1,2,3' "
             "-S 'profiles/quick/params.yaml:teacher.dense_units=64'") in out  # fmt: skip
     assert "dvc queue start -j 2" in out
     assert "-S 'teacher.epochs=4,8'" in _make_n("exp", "PARAMS=teacher.epochs=4,8")
