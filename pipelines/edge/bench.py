@@ -4,10 +4,10 @@ Fixed thread count, CPU affinity pinned, warm-up runs, then timed `invoke()` cal
 both a minimum count and a minimum time are reached. Only `invoke()` is timed; inputs are
 set once, generated to match each input's dtype and quantization.
 
-One interpreter's latency depends on where its buffers and packed weights happen to land in
-memory, which changes from process to process. With `instances` > 1 the file is loaded that
-many times and the interpreters are timed in turn, a short block each, over the whole window;
-percentiles are over all their runs, so one benchmark samples several memory layouts.
+With `instances` > 1 the file is loaded that many times and the interpreters are timed in
+turn, a short block each, over the whole window; percentiles are over all their runs. On the
+shared 2-core host this did not narrow the run-to-run spread of p50 (it follows the host's
+load, not one process's memory layout; see the README), so the default is one interpreter.
 """
 
 from __future__ import annotations
