@@ -11,6 +11,7 @@ from pipelines.common import io, report, tracking
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.report")
+REFERENCE = "teacher_fp32"  # the accuracy budget is counted from the teacher's fp32 file
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,17 +24,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", required=True, help="folder for the plots and their data")
     args = ap.parse_args(argv)
     inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
-    with Stage("report", args.params, sections=["report"], inputs=inputs) as st:
+    with Stage("report", args.params, sections=["report", "budget"], inputs=inputs) as st:
         p = st.params["report"]
+        max_drop = st.params["budget"]["max_accuracy_drop"]
         measured = io.read_json(args.benchmark)
         calibration = io.read_json(args.calibration)
         rows = report.model_rows(io.read_json(args.quantize)["models"], measured["models"])
-        final = report.choose_final(rows, p["max_accuracy_drop"], p["rank_by"])
+        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE)
         doc = {
             "pipeline": "vision",
             "git_commit": tracking.git_commit(st.params_path.parent),
             "final": final,
-            "selection": {"max_accuracy_drop": p["max_accuracy_drop"], "rank_by": p["rank_by"]},
+            "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"]},
             "pareto_front": report.pareto_front(rows),
             "host": measured.get("host"),
             "cost_model": {

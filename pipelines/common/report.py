@@ -42,13 +42,15 @@ def model_rows(quantized: Mapping[str, Mapping], measured: Mapping[str, Mapping]
     return rows
 
 
-def choose_final(rows: list[dict], max_accuracy_drop: float, rank_by: str) -> str:
-    """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the best.
+def choose_final(rows: list[dict], max_accuracy_drop: float, rank_by: str, reference: str | None = None) -> str:
+    """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the
+    `reference` model (e.g. the teacher), or of the most accurate model when there is none.
 
     Ties are broken by the other of size and p50 latency, then by name.
     """
-    best = max(r["accuracy"] for r in rows)
-    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12]
+    ref = next((r for r in rows if r["name"] == reference), None)
+    best = ref["accuracy"] if ref else max(r["accuracy"] for r in rows)
+    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12] or [ref]
     other = "latency_p50_ms" if rank_by == "size_bytes" else "size_bytes"
 
     def key(r: dict) -> tuple:
