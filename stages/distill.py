@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 from pipelines.common import budget, io
 from pipelines.common.errors import UserError
@@ -43,15 +42,6 @@ def student_arch(params: dict, arch_path: str | None) -> dict:
     return arch
 
 
-def load_keras(path: str | Path):
-    from pipelines.vision.tfk import keras
-
-    try:
-        return keras.models.load_model(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]})") from None
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m stages.distill", description=__doc__)
     ap.add_argument("--params", default="params.yaml")
@@ -73,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         arch = student_arch(st.params["student"], args.arch)
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        teachers = [load_keras(args.teacher)]
+        teachers = [train.load_model(args.teacher)]
         extra = [t.strip() for t in (p["ensemble_teachers"] or "").split(",") if t.strip()]
-        teachers += [load_keras(st.resolve(t)) for t in extra]
+        teachers += [train.load_model(st.resolve(t)) for t in extra]
         loss = distill.DistillLoss.from_params(p)
         t0 = time.time()
         targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"])
