@@ -161,3 +161,18 @@ def test_ensemble_targets_average_softened_outputs():
     pb = np.exp([0, 0, 4]) / np.exp([0, 0, 4]).sum()
     np.testing.assert_allclose(t.probs[0, 0], (np.full(3, 1 / 3) + pb) / 2, rtol=1e-5)
     np.testing.assert_allclose(t.logits[0, 0], [0, 0, 4], rtol=1e-6)
+
+
+def test_search_json_overrides_the_student_params_and_is_checked(tmp_path):
+    from pipelines.common.errors import UserError
+    from stages.distill import student_arch
+
+    (tmp_path / "a.json").write_text('{"student": {"ds_widths": [32], "head": "gap"}}')
+    arch = student_arch(ARCH, str(tmp_path / "a.json"))
+    assert arch == {**ARCH, "ds_widths": [32], "head": "gap"} and student_arch(ARCH, None) == ARCH
+    (tmp_path / "b.json").write_text('{"head": "avg"}')
+    with pytest.raises(UserError, match="student.head must be one of 'flatten', 'gap', got .avg."):
+        student_arch(ARCH, str(tmp_path / "b.json"))
+    (tmp_path / "c.json").write_text('{"depth": 3}')
+    with pytest.raises(UserError, match="unknown student key 'depth'"):
+        student_arch(ARCH, str(tmp_path / "c.json"))
