@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     sections = ["student", "distill", "budget", "teacher"]
     with Stage("distill", args.params, sections=sections, inputs=inputs) as st:
-        from pipelines.vision import distill, train
+        from pipelines.vision import distill, models, train
         from pipelines.vision.data import Dataset
         from pipelines.vision.tfk import seed_everything
 
@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         arch = student_arch(st.params["student"], args.arch)
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        teachers = [train.load_model(args.teacher)]
+        teachers = [models.load_model(args.teacher)]
         extra = [t.strip() for t in (p["ensemble_teachers"] or "").split(",") if t.strip()]
-        teachers += [train.load_model(st.resolve(t)) for t in extra]
+        teachers += [models.load_model(st.resolve(t)) for t in extra]
         loss = distill.DistillLoss.from_params(p)
         t0 = time.time()
         targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"])

@@ -37,20 +37,20 @@ def main(argv: list[str] | None = None) -> None:
     }
     with Stage("prune", args.params, sections=["prune", "distill", "budget", "benchmark"], inputs=inputs) as st:
         from pipelines.edge import bench, evaluate
-        from pipelines.vision import convert, distill, prune, train
+        from pipelines.vision import convert, distill, models, prune
         from pipelines.vision.data import Dataset
         from pipelines.vision.tfk import seed_everything
 
         p, dp, bp = st.params["prune"], st.params["distill"], st.params["benchmark"]
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        dense = train.load_model(args.student)
+        dense = models.load_model(args.student)
         seed_everything(st.seed)
         loss = distill.DistillLoss.from_params(dp).logits_only() if p["distill"] else distill.DistillLoss()
         targets = None
         if loss.uses_teacher:
             targets = distill.teacher_targets(
-                [train.load_model(args.teacher)], ds.x_train, dp["temperature"], dp["augment_flip"]
+                [models.load_model(args.teacher)], ds.x_train, dp["temperature"], dp["augment_flip"]
             )
         steps = int(np.ceil(len(ds.x_train) / p["batch_size"]))
         sched, frequency = prune.schedule(
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         fine_tune_s = time.time() - t0
         with io.atomic_path(args.out) as tmp:
             prune.strip(wrapped).save(tmp)
-        pruned = train.load_model(args.out)  # measure what was saved, not what is in memory
+        pruned = models.load_model(args.out)  # measure what was saved, not what is in memory
         per_kernel = prune.kernel_sparsity(pruned)
         acc = distill.accuracy(pruned, ds.x_test, ds.y_test)
         dense_acc = distill.accuracy(dense, ds.x_test, ds.y_test)

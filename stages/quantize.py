@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     inputs = {"data": args.data, **{name: path for name, path in args.model}}
     with Stage("quantize", args.params, sections=["quantize", "budget"], inputs=inputs) as st:
         from pipelines.edge import evaluate
-        from pipelines.vision import convert, distill, prune, train
+        from pipelines.vision import convert, distill, prune
         from pipelines.vision.data import Dataset
+        from pipelines.vision.models import load_model
 
         p = st.params["quantize"]
         max_drop = st.params["budget"]["max_accuracy_drop"]
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         rng = np.random.default_rng(st.seed)
         calib = ds.x_train[rng.permutation(len(ds.x_train))[: p["representative_samples"]]]
         models: dict[str, dict] = {}
-        keras_models = {name: train.load_model(path) for name, path in args.model}
+        keras_models = {name: load_model(path) for name, path in args.model}
         keras_acc = {name: distill.accuracy(m, ds.x_test, ds.y_test) for name, m in keras_models.items()}
         reference = keras_acc.get(args.reference)
 

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 
-from pipelines.common.errors import ModelFileError
 from pipelines.vision.tfk import keras, tf
 
 log = logging.getLogger(__name__)
@@ -112,11 +111,3 @@ def train_classifier(
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
     logits = model.predict(to_float(x), batch_size=batch_size, verbose=0)
     return float((logits.argmax(-1) == y).mean())
-
-
-def load_model(path) -> keras.Model:
-    """A saved Keras model; a file that is missing or not a model is the user's to fix (one line)."""
-    try:
-        return keras.models.load_model(path)
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]})") from None
