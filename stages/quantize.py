@@ -115,11 +115,13 @@ def main(argv: list[str] | None = None) -> None:
 def run_chain(name, model, modes, add, models, ds, calib, p, seed, reference, max_drop) -> dict:
     """The chain's model in every extra mode, then the budget fallbacks: QAT, then selective int8."""
     from pipelines.vision import convert, prune, quantize
+    from pipelines.vision.tfk import seed_everything
 
     sparsity = prune.overall_sparsity(prune.kernel_sparsity(model))
     prune_preserve = sparsity > 0.01
 
     def qat() -> dict:
+        seed_everything(seed)  # dropout masks and shuffling: the same file from the same inputs
         q = quantize.quantization_aware(model, prune_preserve)
         quantize.train_quantization_aware(q, ds.x_train, ds.y_train, p["qat_epochs"], p["qat_learning_rate"], 128, seed)
         entry = add(f"{name}_qat_int8", convert.to_tflite_int8(q, calib), "int8", name,
