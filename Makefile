@@ -35,7 +35,7 @@ setup: ## Build .venv with the pinned stack, install edgesmith, fetch Fashion-MN
 	@git config user.name >/dev/null || git config user.name "edgesmith"
 	@echo "setup done: $$($(BIN)/python --version), $$($(BIN)/dvc --version | head -1) (dvc)"
 
-repro: ## Run the full pipeline (dvc repro): data, teacher, quantize, benchmark, report
+repro: ## Run the full pipeline (dvc repro): data, teacher, distill, prune, quantize, benchmark, report
 	$(BIN)/dvc repro
 
 repro-quick: ## Run the same stages on the quick profile (profiles/quick: 4k images, 2 epochs, <5 min)

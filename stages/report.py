@@ -11,6 +11,7 @@ from pipelines.common import io, report, tracking
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.report")
+REFERENCE = "teacher_fp32"  # the accuracy budget is counted from the teacher's fp32 file
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,39 +20,62 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quantize", required=True, help="metrics/quantize.json")
     ap.add_argument("--benchmark", required=True, help="metrics/benchmark.json")
     ap.add_argument("--calibration", required=True, help="metrics/calibrate.json")
+    ap.add_argument("--distill", help="metrics/distill.json (kd_gain over seeds)")
+    ap.add_argument("--prune", help="metrics/prune.json (sparsity, gzip size, dense vs pruned latency)")
     ap.add_argument("--out", required=True, help="metrics/report.json")
     ap.add_argument("--plots", required=True, help="folder for the plots and their data")
     args = ap.parse_args(argv)
     inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
-    with Stage("report", args.params, sections=["report"], inputs=inputs) as st:
+    inputs.update({k: v for k, v in (("distill", args.distill), ("prune", args.prune)) if v})
+    with Stage("report", args.params, sections=["report", "budget"], inputs=inputs) as st:
         p = st.params["report"]
+        max_drop = st.params["budget"]["max_accuracy_drop"]
         measured = io.read_json(args.benchmark)
         calibration = io.read_json(args.calibration)
-        rows = report.model_rows(io.read_json(args.quantize)["models"], measured["models"])
-        final = report.choose_final(rows, p["max_accuracy_drop"], p["rank_by"])
+        quantized = io.read_json(args.quantize)
+        rows = report.model_rows(quantized["models"], measured["models"])
+        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE)
         doc = {
             "pipeline": "vision",
             "git_commit": tracking.git_commit(st.params_path.parent),
             "final": final,
-            "selection": {"max_accuracy_drop": p["max_accuracy_drop"], "rank_by": p["rank_by"]},
+            "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"]},
             "pareto_front": report.pareto_front(rows),
             "host": measured.get("host"),
             "cost_model": {
                 "profiles": measured["profiles"],
-                "calibration_fit": {k: calibration["fit"][k] for k in ("median_abs_error", "within_tolerance", "tolerance")},
+                "calibration_fit": {
+                    k: calibration["fit"][k] for k in ("median_abs_error", "within_tolerance", "tolerance")
+                },
                 "host_prediction": measured["host_prediction"],
             },
             "models": rows,
         }
+        chain = chain_summary(quantized, args.distill, args.prune)
+        if chain:
+            doc["compression_chain"] = chain
         plots = Path(args.plots)
         final_ops = measured["models"][final]["ops"]
         io.write_text(plots / "report.csv", report.csv_text(rows))
-        io.write_text(plots / "final_ops.csv", report.csv_text(final_ops, ("index", "op", "dtype", "macs", "memory_access_bytes", "predicted_ms", "bound")))
+        io.write_text(
+            plots / "final_ops.csv",
+            report.csv_text(
+                final_ops, ("index", "op", "dtype", "macs", "memory_access_bytes", "predicted_ms", "bound")
+            ),
+        )
         pngs = {
             "accuracy_latency.png": lambda t: report.plot_accuracy_vs(rows, final, t, "latency_p50_ms"),
             "accuracy_memory_access.png": lambda t: report.plot_accuracy_vs(rows, final, t, "memory_access_bytes"),
             "final_ops.png": lambda t: report.plot_per_op(final_ops, final, t),
         }
+        if chain:
+            steps = report.waterfall_steps(rows, chain["quantized"])
+            chain["waterfall"] = steps
+            io.write_text(
+                plots / "waterfall.csv",
+                report.csv_text(steps, ("step", "name", "accuracy", "size_bytes", "latency_p50_ms")),
+            )
+            pngs["waterfall.png"] = lambda t: report.plot_waterfall(steps, t)
         for name, draw in pngs.items():
             with io.atomic_path(plots / name) as tmp:
                 draw(tmp)
@@ -67,6 +91,37 @@ def main(argv: list[str] | None = None) -> None:
             extra_params={"final": final},
         )
         log.info("report: %s; final model %s", args.out, final)
+
+
+def chain_summary(quantized: dict, distill_path: str | None, prune_path: str | None) -> dict:
+    """What each step of the compression chain gained and cost, from the stages' own metrics."""
+    chain = {}
+    if distill_path:
+        d = io.read_json(distill_path)
+        chain["distill"] = {
+            k: d[k]
+            for k in ("seeds", "kd_gain_points", "baseline_accuracy", "kd_accuracy", "student_params", "loss", "budget")
+        }
+    if prune_path:
+        p = io.read_json(prune_path)
+        chain["prune"] = {
+            k: p[k]
+            for k in (
+                "sparsity",
+                "target_sparsity",
+                "schedule",
+                "m_by_n",
+                "int8",
+                "gzip_ratio",
+                "latency_speedup",
+                "budget",
+            )
+        }
+    if "chain" in quantized:
+        q = quantized["chain"]
+        chain["quantize"] = q
+        chain["quantized"] = q["final"] or q["attempts"][-1]["model"]
+    return chain
 
 
 if __name__ == "__main__":

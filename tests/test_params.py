@@ -166,7 +166,7 @@ FILE_EDITS = [
      "devices.profiles.cortex_a53.bandwidth_gbs must be a number > 0, got -1"),
     ("empty table", _set("devices.profiles", {}), "benchmark", "devices.profiles must be a mapping of at least 1 names"),
     ("not a choice", _set("report.rank_by", "speed"), "report", "report.rank_by must be one of 'size_bytes', 'latency_p50_ms', got 'speed'"),
-    ("negative budget", _set("report.max_accuracy_drop", -1), "report", "report.max_accuracy_drop must be a number >= 0 and <= 100, got -1"),
+    ("negative budget", _set("budget.max_accuracy_drop", -1), "quantize", "budget.max_accuracy_drop must be a number >= 0 and <= 100, got -1"),
     ("negative budget", _set("budget.min_accuracy", -0.1), "check-budget", "budget.min_accuracy must be a number >= 0 and <= 1, got -0.1"),
     ("negative budget", _set("budget.max_latency_p50_ms", -2.0), "check-budget", "budget.max_latency_p50_ms must be a number > 0, got -2.0"),
     ("zero budget", _set("budget.max_size_bytes", 0), "check-budget", "budget.max_size_bytes must be an integer >= 1, got 0"),

@@ -31,7 +31,8 @@ from pipelines.vision.data import Dataset
 from tests.conftest import ROOT, run_env
 
 pytestmark = pytest.mark.slow
-STAGES = ["data", "teacher", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
+STAGES = ["data", "teacher", "distill", "prune", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
+CHAIN = ["teacher_fp32", "teacher_int8", "student_baseline_int8", "student_kd_int8", "student_pruned_int8"]
 GRAPH_STAGES = ["graph_data", "gnn_search", "gnn_train", "gnn_distill", "gnn_export", "gnn_benchmark", "gnn_report"]
 # Each long stage is killed once a line of its own output shows it is halfway; its outputs must then be absent.
 KILLS = {
@@ -217,16 +218,28 @@ def test_report_contract_and_int8_file(run):
     doc = io.read_json(quick / "metrics" / "report.json")
     assert doc["pipeline"] == "vision" and len(doc["git_commit"]) == 40
     names = [m["name"] for m in doc["models"]]
-    assert names == ["teacher_fp32", "teacher_int8"] and doc["final"] in names
+    assert set(CHAIN) <= set(names) and doc["final"] in names
     for m in doc["models"]:
         assert set(report.FIELDS) <= set(m)
         assert m["threads"] == 1 and m["latency_p50_ms"] > 0 and m["init_ms"] > 0
-        assert m["macs"] > 1e6 and m["params"] > 1e5 and m["memory_access_bytes"] > m["size_bytes"] / 2
         assert 0 < m["peak_activation_bytes"] < m["memory_access_bytes"]
         assert set(m["predicted_latency_ms"]) == {"host", "cortex_a53", "cortex_a55", "cortex_a76"}
+        assert isinstance(m["within_budget"], bool)
+    by_name = {m["name"]: m for m in doc["models"]}
+    fp32, int8 = by_name["teacher_fp32"], by_name["teacher_int8"]
+    for m in (fp32, int8):
+        assert m["macs"] > 1e6 and m["params"] > 1e5 and m["memory_access_bytes"] > m["size_bytes"] / 2
         assert abs(m["prediction_error_host"]) < 1.0
+    assert by_name["student_kd_int8"]["size_bytes"] < int8["size_bytes"] / 10
+    chain = doc["compression_chain"]
+    assert [s["name"] for s in chain["waterfall"]][:4] == [
+        "teacher_fp32",
+        "student_baseline_fp32",
+        "student_kd_fp32",
+        "student_pruned_fp32",
+    ]
+    assert chain["prune"]["sparsity"] > 0.4 and chain["distill"]["seeds"] == [42]
     assert doc["cost_model"]["calibration_fit"]["within_tolerance"] is not None
-    fp32, int8 = doc["models"]
     assert int8["dtype"] == "int8" and fp32["dtype"] == "float32"
     assert 3.5 < fp32["size_bytes"] / int8["size_bytes"] < 4.5
     assert abs(fp32["accuracy"] - int8["accuracy"]) <= 0.01
@@ -234,7 +247,7 @@ def test_report_contract_and_int8_file(run):
     assert dtypes["inputs"] == dtypes["outputs"] == ["int8"] and "float32" not in dtypes["tensors"]
     ds = Dataset.load(quick / "data" / "dataset.npz")
     assert evaluate.accuracy(quick / int8["file"], ds.x_test, ds.y_test) == pytest.approx(int8["accuracy"])
-    for png in ("accuracy_latency.png", "accuracy_memory_access.png", "final_ops.png"):
+    for png in ("accuracy_latency.png", "accuracy_memory_access.png", "final_ops.png", "waterfall.png"):
         assert (quick / "plots" / "report" / png).stat().st_size > 10_000
 
 

@@ -63,3 +63,28 @@ def test_csv_plot_and_table(tmp_path):
     header = t.splitlines()[0].split()
     assert header[-2:] == ["pred_host_ms", "pred_cortex_a53_ms"]
     assert "0.5000 (-17%)" in t and "3.0000" in t
+
+
+def test_final_counts_the_budget_from_the_reference_model():
+    r = rows()
+    r[2]["accuracy"] = 0.92  # tiny_int8 within 0.5 points of the teacher, 0.1 below teacher_int8
+    assert report.choose_final(r, 0.5, "size_bytes", reference="teacher_fp32") == "tiny_int8"
+    r[2]["accuracy"] = 0.915
+    assert report.choose_final(r, 0.5, "size_bytes", reference="teacher_fp32") == "teacher_int8"
+    # nothing within the budget: the reference itself
+    assert report.choose_final(r[:1] + [{**r[2], "accuracy": 0.5}], 0.5, "size_bytes", "teacher_fp32") == "teacher_fp32"
+
+
+def test_waterfall_follows_the_chain(tmp_path):
+    q = {name: {"file": f"{name}.tflite", "dtype": dtype, "accuracy": acc, "size_bytes": size}
+         for name, dtype, acc, size in [("teacher_fp32", "float32", 0.92, 3_400_000),
+                                        ("student_baseline_fp32", "float32", 0.89, 116_000),
+                                        ("student_kd_fp32", "float32", 0.90, 116_000),
+                                        ("student_pruned_fp32", "float32", 0.899, 116_000),
+                                        ("student_pruned_int8", "int8", 0.897, 43_000)]}  # fmt: skip
+    m = {name: {"latency_p50_ms": 0.5 if name.startswith("teacher") else 0.05} for name in q}
+    steps = report.waterfall_steps(report.model_rows(q, m), "student_pruned_int8")
+    assert [s["step"] for s in steps] == ["teacher", "baseline student", "distilled", "pruned", "quantized (int8)"]
+    assert steps[-1]["size_bytes"] == 43_000 and steps[0]["latency_p50_ms"] == 0.5
+    report.plot_waterfall(steps, tmp_path / "w.png")
+    assert Image.open(tmp_path / "w.png").size[0] > 1000

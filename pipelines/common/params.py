@@ -111,6 +111,7 @@ def Choice(*choices: str) -> Field:
 
 Bool = Field("bool")
 Str = Field("str")
+OptStr = Field("str", nullable=True)
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "base": {
@@ -143,9 +144,55 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "augment_flip": Bool,
         "augment_shift": Int(0, 8),  # random translation by up to this many pixels
     },
+    "budget": {
+        # the one accuracy budget of the compression chain, checked after distill, prune and quantize;
+        # `edgesmith check-budget` (CI) checks the final model of metrics/report.json against all of it
+        "max_accuracy_drop": Float(0.0, 100.0),  # points below the teacher's test accuracy
+        "min_accuracy": Float(0.0, 1.0),  # test accuracy, a fraction
+        "max_latency_p50_ms": Float(0.0, low_open=True),  # measured p50 on the host that ran the benchmark
+        "max_size_bytes": Int(1),  # .tflite file size
+    },
+    "student": {
+        # the student family (pipelines/vision/distill.py build_student); a search JSON may override it
+        "stem_widths": Field("int_list", 1, 1024, min_items=1),  # 3x3 conv + BN + ReLU + 2x2 max-pool each
+        "ds_widths": Field("int_list", 1, 2048),  # depthwise-separable blocks after the stem
+        "head": Choice("flatten", "gap"),  # flatten: 2x2 max-pool + flatten; gap: global average pool
+        "dropout": Float(0.0, 0.9),  # before the logits
+        "bn_momentum": Float(0.0, 0.999),
+    },
+    "distill": {
+        "seeds": Int(1, 20),  # baseline and distilled student trained per seed (base.seed + i)
+        "epochs": Int(1),
+        "batch_size": Int(1),
+        "learning_rate": Float(0.0, 1.0, low_open=True),  # Adam, cosine decay to 0
+        "augment_flip": Bool,  # random horizontal flips (the teacher's outputs are precomputed for both views)
+        "temperature": Float(0.0, 100.0, low_open=True),  # T of the Hinton term
+        "alpha": Float(0.0, 1.0),  # loss = (1 - alpha) CE(labels) + alpha T^2 KL(teacher_T || student_T) + ...
+        "logit_weight": Float(0.0),  # L2 between logits (Ba & Caruana)
+        "hint_weight": Float(0.0),  # FitNets hints through a 1x1 adapter, per same-size feature pair
+        "attention_weight": Float(0.0),  # attention transfer, per same-size feature pair
+        "rkd_distance_weight": Float(0.0),  # relational KD on the embeddings feeding the logits
+        "rkd_angle_weight": Float(0.0),
+        "ensemble_teachers": OptStr,  # comma-separated extra teacher .keras files averaged with the teacher
+        "born_again": Bool,  # the student takes the teacher's architecture (teacher section)
+    },
+    "prune": {
+        "target_sparsity": Float(0.0, 0.99),  # fraction of zeros in every prunable kernel at the end
+        "schedule": Choice("polynomial", "constant"),  # PolynomialDecay from 0, or ConstantSparsity
+        "m_by_n": Choice("none", "2:4"),  # structured sparsity (2 of every 4 weights zero) instead
+        "epochs": Int(1),  # fine-tuning epochs while pruning
+        "updates_per_epoch": Int(1),  # mask updates per epoch: frequency = steps per epoch // this
+        "batch_size": Int(1),
+        "learning_rate": Float(0.0, 1.0, low_open=True),
+        "distill": Bool,  # fine-tune with the distillation loss (distill.alpha, temperature, logit_weight)
+    },
     "quantize": {
         "representative_samples": Int(1, 100000),
         "eval_batch_size": Int(1, 100000),
+        "chain_modes": OptStr,  # extra conversions of the chain's model: comma-separated dynamic, float16, qat
+        "qat_epochs": Int(1),  # quantization-aware fine-tuning (pruning-preserving on a pruned model)
+        "qat_learning_rate": Float(0.0, 1.0, low_open=True),
+        "selective_max_layers": Int(0),  # at most this many layers kept in float when int8 breaks the budget
     },
     "benchmark": {
         "threads": Int(1, 256),
@@ -169,13 +216,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
     },
     "report": {
-        "max_accuracy_drop": Float(0.0, 100.0),  # points below the best model still acceptable
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
-    },
-    "budget": {  # what `edgesmith check-budget` (CI) demands of the final model of metrics/report.json
-        "min_accuracy": Float(0.0, 1.0),  # test accuracy, a fraction
-        "max_latency_p50_ms": Float(0.0, low_open=True),  # measured p50 on the host that ran the benchmark
-        "max_size_bytes": Int(1),  # .tflite file size
     },
     # ---- the graph pipeline (PyTorch Geometric) ----
     "graph": {

@@ -22,7 +22,13 @@ FIELDS = (
 # Beyond the contract: the spread of the measurement and the cost model's view.
 EXTRA_FIELDS = (
     "weight_bytes", "latency_mean_ms", "latency_std_ms", "runs", "peak_memory_bytes",
-    "predicted_latency_ms", "prediction_error_host",
+    "predicted_latency_ms", "prediction_error_host", "gzip_bytes", "teacher_drop_points", "within_budget",
+)  # fmt: skip
+
+# The compression chain's steps, in order, as the waterfall shows them (the last is the chain's pick).
+CHAIN_STEPS = (
+    ("teacher", "teacher_fp32"), ("baseline student", "student_baseline_fp32"),
+    ("distilled", "student_kd_fp32"), ("pruned", "student_pruned_fp32"),
 )  # fmt: skip
 
 
@@ -42,13 +48,15 @@ def model_rows(quantized: Mapping[str, Mapping], measured: Mapping[str, Mapping]
     return rows
 
 
-def choose_final(rows: list[dict], max_accuracy_drop: float, rank_by: str) -> str:
-    """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the best.
+def choose_final(rows: list[dict], max_accuracy_drop: float, rank_by: str, reference: str | None = None) -> str:
+    """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the
+    `reference` model (e.g. the teacher), or of the most accurate model when there is none.
 
     Ties are broken by the other of size and p50 latency, then by name.
     """
-    best = max(r["accuracy"] for r in rows)
-    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12]
+    ref = next((r for r in rows if r["name"] == reference), None)
+    best = ref["accuracy"] if ref else max(r["accuracy"] for r in rows)
+    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12] or [ref]
     other = "latency_p50_ms" if rank_by == "size_bytes" else "size_bytes"
 
     def key(r: dict) -> tuple:
@@ -125,6 +133,46 @@ def plot_accuracy_vs(rows: list[dict], final: str, path: str | Path, cost: str =
     ax.set_title(f"accuracy vs {cost} (orange: fp32, blue: int8)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def waterfall_steps(rows: list[dict], last: str | None) -> list[dict]:
+    """The chain's steps present in `rows` (teacher, baseline, distilled, pruned, then `last`, the
+    quantized model the chain settled on), each with accuracy, size and p50 latency."""
+    by_name = {r["name"]: r for r in rows}
+    steps = [(label, name) for label, name in CHAIN_STEPS if name in by_name]
+    if last in by_name:
+        steps.append((f"quantized ({by_name[last]['dtype']})", last))
+    return [{"step": label, **{k: by_name[name][k] for k in ("name", "accuracy", "size_bytes", "latency_p50_ms")}}
+            for label, name in steps]  # fmt: skip
+
+
+def plot_waterfall(steps: list[dict], path: str | Path) -> None:
+    """Three panels (accuracy, file size, measured p50) along the chain, each step's change labelled."""
+    plt = _pyplot()
+    panels = (("accuracy", "test accuracy, %", 100.0), ("size_bytes", "file size, KB", 1e-3),
+              ("latency_p50_ms", "measured p50 latency, ms (this host)", 1.0))  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=120)
+    labels = [s["step"] for s in steps]
+    for ax, (key, title, scale) in zip(axes, panels, strict=True):
+        values = [None if s[key] is None else s[key] * scale for s in steps]
+        x = range(len(steps))
+        ax.bar(x, [v or 0 for v in values], color=["tab:orange"] + ["tab:blue"] * (len(steps) - 1))
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            prev = values[i - 1] if i else None
+            delta = "" if prev in (None, 0) else (f" ({v - prev:+.2f})" if key == "accuracy" else f" (x{v / prev:.2f})")
+            ax.annotate(f"{v:.3g}{delta}", (i, v), ha="center", va="bottom", fontsize=7)
+        if key == "accuracy":
+            known = [v for v in values if v is not None]
+            ax.set_ylim(min(known) - 5, 100) if known else None
+        ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("compression chain: teacher -> baseline student -> distilled -> pruned -> quantized", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -142,3 +142,21 @@ def _ready(interpreter, seed: int, warmup_runs: int) -> None:
         interpreter.set_tensor(d["index"], value)
     for _ in range(warmup_runs):
         interpreter.invoke()
+
+
+def interleaved(paths: dict[str, str | Path], rounds: int = 3, **kwargs) -> dict[str, dict]:
+    """Benchmark several models in one process, alternating them round by round (the order rotates
+    each round) so drift on a shared machine hits all of them alike. Per model: the median over
+    rounds of p50, and every round's p50. `kwargs` go to `benchmark`."""
+    names = list(paths)
+    p50s: dict[str, list[float]] = {n: [] for n in names}
+    last: dict[str, dict] = {}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            last[name] = benchmark(paths[name], **kwargs)
+            p50s[name].append(last[name]["latency_p50_ms"])
+    return {
+        n: {"latency_p50_ms": round(float(np.median(p50s[n])), 5), "round_p50_ms": p50s[n],
+            "size_bytes": last[n]["size_bytes"], "threads": last[n]["threads"]}  # fmt: skip
+        for n in names
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -14,17 +14,23 @@ def to_tflite_fp32(model: keras.Model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def to_tflite_int8(model: keras.Model, representative: np.ndarray) -> bytes:
-    """Post-training full-integer quantization, calibrated on `representative` uint8 images."""
-    calib = to_float(representative)
+def representative_dataset(images_uint8: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """The converter's calibration data: one float image per call, as the model takes it."""
+    calib = to_float(images_uint8)
 
     def samples() -> Iterator[list[np.ndarray]]:
         for i in range(len(calib)):
             yield [calib[i : i + 1]]
 
+    return samples
+
+
+def to_tflite_int8(model: keras.Model, representative: np.ndarray) -> bytes:
+    """Full-integer quantization (int8 input and output), calibrated on `representative` uint8
+    images. For a quantization-aware model the ranges come from training instead."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = samples
+    converter.representative_dataset = representative_dataset(representative)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8

@@ -1,0 +1,361 @@
+"""Knowledge distillation: the student family, the distillation losses, and the loop that mixes them.
+
+Plain functions: arrays and models in, models and numbers out. The losses follow the papers:
+Hinton et al. (2015) soft targets at temperature T scaled by T²; Ba & Caruana (2014) L2 between
+logits; Romero et al. (2015) FitNets hints through a 1×1 adapter; Zagoruyko & Komodakis (2017)
+attention transfer; Park et al. (2019) relational KD (distance and angle). A teacher ensemble
+averages its members' softened outputs (and logits); born-again mode gives the student the
+teacher's own architecture.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from pipelines.vision.tfk import keras, tf
+from pipelines.vision.train import to_float
+
+log = logging.getLogger(__name__)
+
+STUDENT_KEYS = ("stem_widths", "ds_widths", "head", "dropout", "bn_momentum")
+
+
+def build_student(input_shape: tuple[int, ...], num_classes: int, arch: dict) -> keras.Model:
+    """A small CNN: per `stem_widths` entry a 3×3 conv + BN + ReLU + 2×2 max-pool, then per
+    `ds_widths` entry a depthwise-separable block (3×3 depthwise + BN + ReLU, 1×1 conv + BN + ReLU),
+    then the head: `flatten` (2×2 max-pool, flatten) or `gap` (global average pool), dropout, logits.
+    """
+    bn = arch["bn_momentum"]
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for i, width in enumerate(arch["stem_widths"]):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"stem{i}_conv")(x)
+        x = keras.layers.BatchNormalization(momentum=bn, name=f"stem{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"stem{i}_relu")(x)
+        x = keras.layers.MaxPool2D(name=f"stem{i}_pool")(x)
+    for i, width in enumerate(arch["ds_widths"]):
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"ds{i}_dw")(x)
+        x = keras.layers.BatchNormalization(momentum=bn, name=f"ds{i}_dw_bn")(x)
+        x = keras.layers.ReLU(name=f"ds{i}_dw_relu")(x)
+        x = keras.layers.Conv2D(width, 1, use_bias=False, name=f"ds{i}_pw")(x)
+        x = keras.layers.BatchNormalization(momentum=bn, name=f"ds{i}_pw_bn")(x)
+        x = keras.layers.ReLU(name=f"ds{i}_pw_relu")(x)
+    if arch["head"] == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    else:
+        x = keras.layers.MaxPool2D(name="head_pool")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+    if arch["dropout"] > 0:
+        x = keras.layers.Dropout(arch["dropout"], name="head_drop")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="student")
+
+
+# ---- losses: each takes a batch of tensors and returns a scalar ----
+
+
+def soft_targets(logits: np.ndarray | tf.Tensor, temperature: float) -> tf.Tensor:
+    return tf.nn.softmax(tf.convert_to_tensor(logits, tf.float32) / temperature, axis=-1)
+
+
+def hinton_loss(student_logits: tf.Tensor, teacher_probs: tf.Tensor, temperature: float) -> tf.Tensor:
+    """T² · KL(teacher ‖ student) between outputs softened at temperature T, mean over the batch.
+
+    `teacher_probs` are already softened at T (an ensemble averages its members' softened outputs).
+    The T² keeps the gradient's scale independent of T (Hinton et al., 2015).
+    """
+    log_student = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    p = tf.convert_to_tensor(teacher_probs, tf.float32)
+    log_teacher = tf.math.log(tf.maximum(p, 1e-12))
+    kl = tf.reduce_sum(p * (log_teacher - log_student), axis=-1)
+    return temperature**2 * tf.reduce_mean(kl)
+
+
+def logit_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference between logits (Ba & Caruana, 2014)."""
+    return tf.reduce_mean(tf.square(student_logits - tf.convert_to_tensor(teacher_logits, tf.float32)))
+
+
+def hint_loss(adapted_student: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
+    """FitNets: mean squared error between the adapted student feature map and the teacher's."""
+    return tf.reduce_mean(tf.square(adapted_student - teacher_features))
+
+
+def attention_map(features: tf.Tensor) -> tf.Tensor:
+    """Spatial attention: mean over channels of the squared activations, flattened, L2-normalised."""
+    a = tf.reduce_mean(tf.square(features), axis=-1)
+    a = tf.reshape(a, [tf.shape(a)[0], -1])
+    return tf.math.l2_normalize(a, axis=-1)
+
+
+def attention_loss(student_features: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
+    """Attention transfer: L2 distance between normalised attention maps, mean over the batch."""
+    diff = attention_map(student_features) - attention_map(teacher_features)
+    return tf.reduce_mean(tf.norm(diff, axis=-1))
+
+
+def _pairwise_distances(e: tf.Tensor) -> tf.Tensor:
+    sq = tf.reduce_sum(tf.square(e), axis=-1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * tf.matmul(e, e, transpose_b=True)
+    d2 = tf.maximum(d2, 0.0)
+    off_diagonal = 1.0 - tf.eye(tf.shape(e)[0])
+    # sqrt has an infinite gradient at 0: keep the diagonal away from it, then zero it
+    return tf.sqrt(d2 + (1.0 - off_diagonal)) * off_diagonal
+
+
+def _huber(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    diff = tf.abs(a - b)
+    return tf.reduce_mean(tf.where(diff < 1.0, 0.5 * tf.square(diff), diff - 0.5))
+
+
+def rkd_distance_loss(student_embedding: tf.Tensor, teacher_embedding: tf.Tensor) -> tf.Tensor:
+    """Relational KD, distance: Huber loss between pairwise distances, each normalised by its mean."""
+    n = tf.cast(tf.shape(student_embedding)[0], tf.float32)
+    pairs = tf.maximum(n * (n - 1.0), 1.0)
+
+    def normalised(e):
+        d = _pairwise_distances(tf.cast(e, tf.float32))
+        return d / tf.maximum(tf.reduce_sum(d) / pairs, 1e-12)
+
+    return _huber(normalised(student_embedding), normalised(teacher_embedding))
+
+
+def _angles(e: tf.Tensor) -> tf.Tensor:
+    """cos of the angle at vertex j between i and k, for all (j, i, k): <unit(e_i - e_j), unit(e_k - e_j)>."""
+    diff = e[None, :, :] - e[:, None, :]
+    unit = tf.math.l2_normalize(diff, axis=-1)
+    return tf.matmul(unit, unit, transpose_b=True)
+
+
+def rkd_angle_loss(student_embedding: tf.Tensor, teacher_embedding: tf.Tensor) -> tf.Tensor:
+    """Relational KD, angle: Huber loss between the cosines of all triplet angles in the batch."""
+    return _huber(_angles(tf.cast(student_embedding, tf.float32)), _angles(tf.cast(teacher_embedding, tf.float32)))
+
+
+@dataclass(frozen=True)
+class DistillLoss:
+    """How the terms mix: (1 − alpha)·CE(labels) + alpha·Hinton + the other terms by their weights.
+
+    alpha = 0 and every weight 0 is plain label training (the baseline student).
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.0
+    logit_weight: float = 0.0
+    hint_weight: float = 0.0
+    attention_weight: float = 0.0
+    rkd_distance_weight: float = 0.0
+    rkd_angle_weight: float = 0.0
+
+    @classmethod
+    def from_params(cls, p: dict) -> DistillLoss:
+        return cls(**{f.name: float(p[f.name]) for f in fields(cls)})
+
+    @property
+    def uses_features(self) -> bool:
+        return self.hint_weight > 0 or self.attention_weight > 0 or self.uses_embedding
+
+    @property
+    def uses_embedding(self) -> bool:
+        return self.rkd_distance_weight > 0 or self.rkd_angle_weight > 0
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.alpha > 0 or self.logit_weight > 0 or self.uses_features
+
+    def labels_only(self) -> DistillLoss:
+        return DistillLoss(temperature=self.temperature)
+
+    def logits_only(self) -> DistillLoss:
+        """The same mix without the feature terms (for students whose layers are wrapped, e.g. pruned)."""
+        return DistillLoss(self.temperature, self.alpha, self.logit_weight)
+
+
+# ---- teachers: precomputed targets and feature taps ----
+
+
+@dataclass
+class TeacherTargets:
+    """The teacher(s)' outputs on the training images and their mirror images, computed once.
+
+    probs[f] and logits[f] have shape (N, classes); f = 0 for the images, 1 for the flipped ones.
+    """
+
+    probs: np.ndarray
+    logits: np.ndarray
+
+
+def teacher_targets(
+    teachers: Sequence[keras.Model], x_uint8: np.ndarray, temperature: float, flips: bool, batch_size: int = 512
+) -> TeacherTargets:
+    """Averaged softened outputs (at T) and averaged logits of every teacher, unaugmented and flipped."""
+    views = [to_float(x_uint8)]
+    if flips:
+        views.append(views[0][:, :, ::-1, :])
+    probs, logits = [], []
+    for view in views:
+        member_logits = [t.predict(view, batch_size=batch_size, verbose=0) for t in teachers]
+        probs.append(np.mean([soft_targets(z, temperature).numpy() for z in member_logits], axis=0))
+        logits.append(np.mean(member_logits, axis=0))
+    return TeacherTargets(np.stack(probs).astype(np.float32), np.stack(logits).astype(np.float32))
+
+
+def feature_taps(model: keras.Model) -> dict[tuple[int, int], str]:
+    """Spatial size -> name of the last ReLU layer at that size (the end of each resolution stage)."""
+    by_size: dict[tuple[int, int], str] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.ReLU) and len(layer.output.shape) == 4:
+            by_size[tuple(layer.output.shape[1:3])] = layer.name
+    return by_size
+
+
+def feature_pairs(student: keras.Model, teacher: keras.Model) -> list[tuple[str, str]]:
+    """(student layer, teacher layer) pairs with the same spatial size, for hints and attention."""
+    s_taps = feature_taps(student)
+    return [(s_taps[size], name) for size, name in feature_taps(teacher).items() if size in s_taps]
+
+
+def _tap_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
+    """The model with extra outputs: the named layers' outputs, the embedding (the input of the
+    logits layer, which relational KD compares), then the logits."""
+    outs = [model.get_layer(n).output for n in names]
+    return keras.Model(model.inputs, [*outs, model.layers[-1].input, model.outputs[0]])
+
+
+# ---- the training loop ----
+
+
+def fit_student(
+    student: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    loss: DistillLoss,
+    p: dict,
+    seed: int,
+    targets: TeacherTargets | None = None,
+    teacher: keras.Model | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, list[float]]:
+    """Train `student` with `loss` by a GradientTape loop; returns per-epoch loss, accuracy, val_accuracy.
+
+    Teacher outputs come precomputed in `targets` (so the teacher never runs for the logit terms);
+    the feature terms run `teacher` on each batch. `p` holds epochs, batch_size, learning_rate and
+    augment_flip. `callbacks` get on_train_begin / on_train_batch_begin / on_epoch_end (what tfmot's
+    UpdatePruningStep needs). Random flips pick the matching precomputed teacher outputs.
+    """
+    if loss.uses_teacher and targets is None:
+        raise ValueError("a distillation loss needs the teacher's precomputed targets")
+    if loss.uses_features and teacher is None:
+        raise ValueError("feature terms (hints, attention, relational) need the teacher model")
+    n, num_classes = len(x_train), int(student.output_shape[-1])
+    steps = int(np.ceil(n / p["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
+    optimizer = keras.optimizers.Adam(schedule)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    x_all = to_float(x_train)
+    rng = np.random.default_rng(seed)
+
+    trainable = list(student.trainable_variables)
+    pairs, s_model, t_model, adapters = [], student, None, []
+    if loss.uses_features:
+        pairs = feature_pairs(student, teacher)
+        s_model = _tap_model(student, [s for s, _ in pairs])
+        t_model = _tap_model(teacher, [t for _, t in pairs])
+        if loss.hint_weight > 0:
+            for s, t in pairs:
+                adapter = keras.layers.Conv2D(teacher.get_layer(t).output.shape[-1], 1, name=f"hint_{s}")
+                adapter.build(student.get_layer(s).output.shape)
+                adapters.append(adapter)
+                trainable += adapter.trainable_variables
+        log.info("distill: feature pairs (student, teacher) %s", pairs)
+
+    def total_loss(x, y, probs, logits):
+        outs = s_model(x, training=True)
+        s_logits = outs[-1] if loss.uses_features else outs
+        value = (1.0 - loss.alpha) * ce(y, s_logits)
+        if loss.alpha > 0:
+            value += loss.alpha * hinton_loss(s_logits, probs, loss.temperature)
+        if loss.logit_weight > 0:
+            value += loss.logit_weight * logit_loss(s_logits, logits)
+        if loss.uses_features:
+            t_outs = t_model(x, training=False)
+            s_feats, t_feats = outs[: len(pairs)], t_outs[: len(pairs)]
+            for i, (sf, tf_) in enumerate(zip(s_feats, t_feats, strict=True)):
+                if loss.hint_weight > 0:
+                    value += loss.hint_weight * hint_loss(adapters[i](sf), tf_) / len(pairs)
+                if loss.attention_weight > 0:
+                    value += loss.attention_weight * attention_loss(sf, tf_) / len(pairs)
+            s_e, t_e = outs[len(pairs)], t_outs[len(pairs)]
+            if loss.rkd_distance_weight > 0:
+                value += loss.rkd_distance_weight * rkd_distance_loss(s_e, t_e)
+            if loss.rkd_angle_weight > 0:
+                value += loss.rkd_angle_weight * rkd_angle_loss(s_e, t_e)
+        return value, s_logits
+
+    sig = [tf.TensorSpec([None, *x_all.shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64),
+           tf.TensorSpec([None, num_classes], tf.float32), tf.TensorSpec([None, num_classes], tf.float32)]  # fmt: skip
+
+    @tf.function(input_signature=sig)
+    def train_step(x, y, probs, logits):
+        with tf.GradientTape() as tape:
+            value, s_logits = total_loss(x, y, probs, logits)
+        optimizer.apply_gradients(zip(tape.gradient(value, trainable), trainable, strict=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(s_logits, -1), y), tf.float32))
+        return value, correct
+
+    for cb in callbacks:
+        cb.set_model(student)
+        cb.on_train_begin()
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_accuracy": []}
+    y_all = y_train.astype(np.int64)
+    for epoch in range(p["epochs"]):
+        t0 = time.time()
+        order = rng.permutation(n)
+        flip = rng.random(n) < 0.5 if p["augment_flip"] else np.zeros(n, bool)
+        total, correct = 0.0, 0.0
+        for b in range(steps):
+            idx = order[b * p["batch_size"] : (b + 1) * p["batch_size"]]
+            xb = x_all[idx]
+            fb = flip[idx]
+            xb[fb] = xb[fb][:, :, ::-1, :]
+            if targets is not None:
+                view = fb.astype(np.int64) if len(targets.probs) > 1 else np.zeros(len(idx), np.int64)
+                probs, logits = targets.probs[view, idx], targets.logits[view, idx]
+            else:
+                probs = logits = np.zeros((len(idx), num_classes), np.float32)
+            for cb in callbacks:
+                cb.on_train_batch_begin(b)
+            value, right = train_step(xb, y_all[idx], probs, logits)
+            total += float(value) * len(idx)
+            correct += float(right)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch)
+        val_acc = accuracy(student, x_val, y_val)
+        history["loss"].append(total / n)
+        history["accuracy"].append(correct / n)
+        history["val_accuracy"].append(val_acc)
+        log.info("epoch %d/%d %.0fs loss=%.4f accuracy=%.4f val_accuracy=%.4f", epoch + 1, p["epochs"],
+                 time.time() - t0, total / n, correct / n, val_acc)  # fmt: skip
+    return history
+
+
+def accuracy(model: keras.Model, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+    """Top-1 accuracy in inference mode, batch by batch (no Keras predict loop overhead)."""
+    right = 0
+    for start in range(0, len(x_uint8), batch_size):
+        logits = model(to_float(x_uint8[start : start + batch_size]), training=False)
+        right += int(np.sum(np.argmax(logits, -1) == y[start : start + batch_size]))
+    return right / max(len(y), 1)
+
+
+def summarise(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value) of per-seed figures."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}

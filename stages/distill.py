@@ -1,0 +1,127 @@
+"""Stage `distill`: train the student from the teacher, and the same student from labels only.
+
+Per seed (base.seed + i, `distill.seeds` of them) a baseline student (labels only) and a distilled
+student (the `distill` loss mix) are trained with the same architecture, data, epochs and
+optimiser; `kd_gain` is the distilled student's test accuracy minus the baseline's, in points,
+with its mean and spread over seeds. The first seed's two students are saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+from pipelines.common import budget, io
+from pipelines.common.errors import UserError
+from pipelines.common.params import SCHEMA
+from pipelines.common.stage import Stage
+
+log = logging.getLogger("edgesmith.distill")
+
+
+def student_arch(params: dict, arch_path: str | None) -> dict:
+    """The `student` params, overridden by the keys of a search result JSON when one is given."""
+    arch = dict(params)
+    if arch_path:
+        try:
+            found = io.read_json(arch_path)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{arch_path}: not a readable JSON file ({exc})") from None
+        found = found.get("student", found) if isinstance(found, dict) else found
+        if not isinstance(found, dict):
+            raise UserError(f"{arch_path}: expected a JSON object of student hyperparameters")
+        for key, value in found.items():
+            spec = SCHEMA["student"].get(key)
+            if spec is None:
+                raise UserError(f"{arch_path}: unknown student key {key!r}; allowed: {', '.join(SCHEMA['student'])}")
+            if not spec.check(value):
+                raise UserError(f"{arch_path}: student.{key} must be {spec.describe()}, got {json.dumps(value)}")
+        arch.update(found)
+    return arch
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m stages.distill", description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    ap.add_argument("--teacher", required=True, help="trained teacher (.keras)")
+    ap.add_argument("--teacher-metrics", required=True, help="metrics/teacher.json (the budget's reference)")
+    ap.add_argument("--arch", help="optional JSON of student hyperparameters (e.g. a search result)")
+    ap.add_argument("--out", required=True, help="folder for student_kd.keras and student_baseline.keras")
+    ap.add_argument("--metrics", required=True, help="metrics/distill.json")
+    args = ap.parse_args(argv)
+    inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
+    sections = ["student", "distill", "budget", "teacher"]
+    with Stage("distill", args.params, sections=sections, inputs=inputs) as st:
+        from pipelines.vision import distill, models, train
+        from pipelines.vision.data import Dataset
+        from pipelines.vision.tfk import seed_everything
+
+        p = st.params["distill"]
+        arch = student_arch(st.params["student"], args.arch)
+        ds = Dataset.load(args.data)
+        teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
+        teachers = [models.load_model(args.teacher)]
+        extra = [t.strip() for t in (p["ensemble_teachers"] or "").split(",") if t.strip()]
+        teachers += [models.load_model(st.resolve(t)) for t in extra]
+        loss = distill.DistillLoss.from_params(p)
+        t0 = time.time()
+        targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"])
+        target_s = time.time() - t0
+        shape, classes = ds.x_train.shape[1:], len(ds.class_names)
+
+        def build():
+            if p["born_again"]:
+                return train.build_teacher(shape, classes, st.params["teacher"])
+            return distill.build_student(shape, classes, arch)
+
+        runs, saved = [], {}
+        for i in range(p["seeds"]):
+            seed = st.seed + i
+            run = {"seed": seed}
+            for kind, kind_loss in (("baseline", loss.labels_only()), ("kd", loss)):
+                seed_everything(seed)
+                model = build()
+                t1 = time.time()
+                log.info("distill: seed %d, %s student (%d parameters)", seed, kind, model.count_params())
+                history = distill.fit_student(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, kind_loss, p,
+                                              seed, targets=targets, teacher=teachers[0])  # fmt: skip
+                run[f"{kind}_accuracy"] = distill.accuracy(model, ds.x_test, ds.y_test)
+                run[f"{kind}_val_accuracy"] = history["val_accuracy"][-1]
+                run[f"{kind}_seconds"] = round(time.time() - t1, 1)
+                if i == 0:
+                    saved[kind] = model
+            run["kd_gain_points"] = round((run["kd_accuracy"] - run["baseline_accuracy"]) * 100, 3)
+            log.info("distill: seed %d baseline %.4f, distilled %.4f, gain %+.2f points", seed,
+                     run["baseline_accuracy"], run["kd_accuracy"], run["kd_gain_points"])  # fmt: skip
+            runs.append(run)
+        with io.atomic_dir(args.out) as out:
+            for kind, model in saved.items():
+                model.save(out / f"student_{kind}.keras")
+        kd = saved["kd"]
+        metrics = {
+            "teacher_accuracy": teacher_accuracy,
+            "teachers": 1 + len(extra),
+            "born_again": p["born_again"],
+            "architecture": "teacher" if p["born_again"] else arch,
+            "student_params": int(kd.count_params()),
+            "loss": {k: v for k, v in vars(loss).items()},
+            "seeds": [r["seed"] for r in runs],
+            "runs": runs,
+            "baseline_accuracy": distill.summarise([r["baseline_accuracy"] for r in runs]),
+            "kd_accuracy": distill.summarise([r["kd_accuracy"] for r in runs]),
+            "kd_gain_points": distill.summarise([r["kd_gain_points"] for r in runs]),
+            "test_accuracy": runs[0]["kd_accuracy"],
+            "baseline_test_accuracy": runs[0]["baseline_accuracy"],
+            "teacher_targets_seconds": round(target_s, 1),
+            "budget": budget.check(
+                "student_kd", runs[0]["kd_accuracy"], teacher_accuracy, st.params["budget"]["max_accuracy_drop"]
+            ),  # fmt: skip
+        }
+        st.finish(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    main()

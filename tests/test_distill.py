@@ -1,0 +1,178 @@
+"""Distillation: each loss against a value computed by hand, the student family, and the loop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_images
+
+ARCH = {"stem_widths": [4, 8], "ds_widths": [16], "head": "flatten", "dropout": 0.0, "bn_momentum": 0.9}
+TRAIN = {"epochs": 2, "batch_size": 32, "learning_rate": 0.01, "augment_flip": True}
+
+
+def test_hinton_loss_on_hand_made_logits():
+    from pipelines.vision import distill
+
+    # student softmax [1/4, 3/4], teacher one-hot on class 0: KL = ln 4
+    teacher = np.array([[1.0, 0.0]], np.float32)
+    assert float(distill.hinton_loss(np.array([[0.0, math.log(3)]], np.float32), teacher, 1.0)) == pytest.approx(
+        math.log(4), rel=1e-5
+    )
+    # at T = 2 logits [0, ln 9] soften to the same [1/4, 3/4]; the loss is scaled by T^2 = 4
+    assert float(distill.hinton_loss(np.array([[0.0, math.log(9)]], np.float32), teacher, 2.0)) == pytest.approx(
+        4 * math.log(4), rel=1e-5
+    )
+    # identical distributions: zero; averaged over the batch
+    same = distill.soft_targets(np.array([[1.0, 2.0, 3.0]]), 4.0)
+    assert float(distill.hinton_loss(np.array([[1.0, 2.0, 3.0]], np.float32), same, 4.0)) == pytest.approx(0, abs=1e-6)
+    batch = distill.hinton_loss(
+        np.array([[0.0, math.log(3)], [0.0, 0.0]], np.float32), np.array([[1.0, 0.0], [0.5, 0.5]]), 1.0
+    )
+    assert float(batch) == pytest.approx(math.log(4) / 2, rel=1e-5)
+
+
+def test_logit_hint_and_attention_losses_on_hand_made_tensors():
+    from pipelines.vision import distill
+
+    assert float(distill.logit_loss(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), np.zeros((2, 2)))) == 7.5
+    assert float(distill.hint_loss(np.ones((1, 2, 2, 1), np.float32), np.zeros((1, 2, 2, 1), np.float32))) == 1.0
+    # two positions, two channels: mean of squares 1 and 2 -> [1, 2] / sqrt(5)
+    f = np.array([[[[1.0, 1.0]], [[2.0, 0.0]]]], np.float32)  # (1, 2, 1, 2)
+    np.testing.assert_allclose(distill.attention_map(f).numpy(), [[1 / math.sqrt(5), 2 / math.sqrt(5)]], rtol=1e-6)
+    # attention ignores the channel count and the scale, and is the L2 distance of the unit maps
+    g = np.array([[[[3.0]], [[0.0]]]], np.float32)  # map [1, 0]
+    expected = math.hypot(1 / math.sqrt(5) - 1, 2 / math.sqrt(5))
+    assert float(distill.attention_loss(f, g)) == pytest.approx(expected, rel=1e-6)
+    assert float(distill.attention_loss(f, 10 * f)) == pytest.approx(0, abs=1e-6)
+
+
+def test_relational_losses_on_hand_made_embeddings():
+    from pipelines.vision import distill
+
+    s = np.array([[0.0], [1.0], [2.0]], np.float32)
+    t = np.array([[0.0], [1.0], [3.0]], np.float32)
+    # distances normalised by their mean (4/3 and 2): pairs differ by 0.25, 0 and 0.25;
+    # Huber 0.5 * 0.25^2 on 4 of the 9 entries of the distance matrix
+    assert float(distill.rkd_distance_loss(s, t)) == pytest.approx(4 * 0.5 * 0.25**2 / 9, rel=1e-5)
+    # both terms are blind to translation, rotation and scale
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(6, 2)).astype(np.float32)
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]], np.float32)
+    moved = 3.0 * e @ rot + 5.0
+    assert float(distill.rkd_distance_loss(e, moved)) == pytest.approx(0, abs=1e-5)
+    assert float(distill.rkd_angle_loss(e, moved)) == pytest.approx(0, abs=1e-5)
+    # a right isosceles triangle against three points on a line, 27 (vertex, i, k) cosines:
+    # at vertex 0, cos 0 vs cos pi twice (Huber 1 - 0.5 each); at vertices 1 and 2, cos 45 deg
+    # vs cos 0 twice each (Huber 0.5 (1 - 1/sqrt 2)^2); the 1s on the diagonals agree
+    right = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+    line = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]], np.float32)
+    expected = (2 * 0.5 + 4 * 0.5 * (1 - 1 / math.sqrt(2)) ** 2) / 27
+    assert float(distill.rkd_angle_loss(right, line)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_student_follows_arch_and_pairs_with_the_teacher():
+    from pipelines.vision import distill, train
+    from tests.test_train import P
+
+    student = distill.build_student((16, 16, 1), 10, ARCH)
+    convs = [
+        layer.name
+        for layer in student.layers
+        if "conv" in layer.name or "_dw" in layer.name[-3:] or "_pw" in layer.name[-3:]
+    ]
+    assert convs == ["stem0_conv", "stem1_conv", "ds0_dw", "ds0_pw"]
+    # 3x3 convs (no bias) + BN + depthwise 3x3 + 1x1 + BN, pool 4x4 -> 2x2, dense 64 -> 10
+    expected = 9 * 4 + 9 * 4 * 8 + 9 * 8 + 8 * 16 + 4 * (4 + 8 + 8 + 16) + (2 * 2 * 16 * 10 + 10)
+    assert student.count_params() == expected
+    teacher = train.build_teacher((16, 16, 1), 10, P)
+    assert distill.feature_pairs(student, teacher) == [("stem0_relu", "b0_relu1"), ("stem1_relu", "b1_relu1")]
+
+
+def _data():
+    x, y = make_images(300, size=16, seed=11)
+    return x[..., None], y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher():
+    """A small teacher trained briefly on synthetic images, and its (x, y)."""
+    from pipelines.vision import train
+    from pipelines.vision.tfk import seed_everything
+    from tests.test_train import P
+
+    x, y = _data()
+    seed_everything(0)
+    teacher = train.build_teacher((16, 16, 1), 10, P)
+    train.train_classifier(teacher, x[:240], y[:240], x[240:], y[240:], {**P, "epochs": 4}, 0)
+    return teacher, x, y
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"alpha": 0.9},
+        {"logit_weight": 1.0},
+        {"hint_weight": 1.0, "attention_weight": 100.0},
+        {"rkd_distance_weight": 1.0, "rkd_angle_weight": 2.0, "alpha": 0.5},
+    ],  # fmt: skip
+    ids=["hinton", "logits", "hints+attention", "relational"],
+)
+def test_every_loss_mix_trains_a_student(weights, tiny_teacher):
+    from pipelines.vision import distill
+    from pipelines.vision.tfk import seed_everything
+
+    teacher, x, y = tiny_teacher
+    seed_everything(0)
+    targets = distill.teacher_targets([teacher, teacher], x[:240], 4.0, flips=True)
+    assert targets.probs.shape == (2, 240, 10)
+    np.testing.assert_allclose(targets.probs.sum(-1), 1.0, rtol=1e-5)
+    loss = distill.DistillLoss(temperature=4.0, **weights)
+    student = distill.build_student((16, 16, 1), 10, ARCH)
+    history = distill.fit_student(student, x[:240], y[:240], x[240:], y[240:], loss, {**TRAIN, "epochs": 3}, 0,
+                                  targets=targets, teacher=teacher)  # fmt: skip
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(np.isfinite(history["loss"]))
+
+
+def test_baseline_needs_no_teacher_and_a_kd_loss_does():
+    from pipelines.vision import distill
+
+    x, y = _data()
+    student = distill.build_student((16, 16, 1), 10, ARCH)
+    kd = distill.DistillLoss(alpha=0.5)
+    with pytest.raises(ValueError, match="precomputed targets"):
+        distill.fit_student(student, x, y, x, y, kd, TRAIN, 0)
+    history = distill.fit_student(student, x, y, x, y, kd.labels_only(), {**TRAIN, "epochs": 1}, 0)
+    assert len(history["val_accuracy"]) == 1
+
+
+def test_ensemble_targets_average_softened_outputs():
+    from pipelines.vision import distill
+    from pipelines.vision.tfk import keras
+
+    inp = keras.Input((2, 2, 1))
+    flat = keras.layers.Flatten()(inp)
+    a = keras.Model(inp, keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="zeros")(flat))
+    b = keras.Model(inp, keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([0.0, 0.0, 8.0]))(flat))  # fmt: skip
+    t = distill.teacher_targets([a, b], np.zeros((1, 2, 2, 1), np.uint8), 2.0, flips=False)
+    pb = np.exp([0, 0, 4]) / np.exp([0, 0, 4]).sum()
+    np.testing.assert_allclose(t.probs[0, 0], (np.full(3, 1 / 3) + pb) / 2, rtol=1e-5)
+    np.testing.assert_allclose(t.logits[0, 0], [0, 0, 4], rtol=1e-6)
+
+
+def test_search_json_overrides_the_student_params_and_is_checked(tmp_path):
+    from pipelines.common.errors import UserError
+    from stages.distill import student_arch
+
+    (tmp_path / "a.json").write_text('{"student": {"ds_widths": [32], "head": "gap"}}')
+    arch = student_arch(ARCH, str(tmp_path / "a.json"))
+    assert arch == {**ARCH, "ds_widths": [32], "head": "gap"} and student_arch(ARCH, None) == ARCH
+    (tmp_path / "b.json").write_text('{"head": "avg"}')
+    with pytest.raises(UserError, match="student.head must be one of 'flatten', 'gap', got .avg."):
+        student_arch(ARCH, str(tmp_path / "b.json"))
+    (tmp_path / "c.json").write_text('{"depth": 3}')
+    with pytest.raises(UserError, match="unknown student key 'depth'"):
+        student_arch(ARCH, str(tmp_path / "c.json"))

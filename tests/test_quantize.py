@@ -1,0 +1,103 @@
+"""Quantization modes: the dtypes in each file, selective quantization keeping the named layers in
+float, and pruning-preserving QAT keeping the zeros in the int8 weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_distill import ARCH, TRAIN, _data
+
+
+def _dtypes(blob: bytes, tmp_path, name: str) -> dict[str, str]:
+    """Tensor name -> dtype of every tensor in the file."""
+    from pipelines.edge import runtime
+
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(blob)
+    return {d["name"]: np.dtype(d["dtype"]).name for d in runtime.load(path).get_tensor_details()}
+
+
+def _layers(blob: bytes, tmp_path, name: str) -> dict[str, tuple[np.ndarray, str]]:
+    """Output tensor name -> (weights, output dtype) of every conv / depthwise / dense op in the file."""
+    from pipelines.edge import runtime
+
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(blob)
+    interpreter = runtime.load(path)
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    out = {}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            weights, output = interpreter.get_tensor(op["inputs"][1]), tensors[op["outputs"][0]]
+            out[output["name"]] = (weights, np.dtype(output["dtype"]).name)
+    return out
+
+
+def _layer_dtypes(blob: bytes, tmp_path, name: str) -> dict[str, tuple[str, str]]:
+    """Output tensor name -> (weights dtype, output dtype) of every conv / depthwise / dense op."""
+    return {k: (w.dtype.name, o) for k, (w, o) in _layers(blob, tmp_path, name).items()}
+
+
+@pytest.fixture(scope="module")
+def student():
+    from pipelines.vision import distill
+    from pipelines.vision.tfk import seed_everything
+
+    x, y = _data()
+    seed_everything(0)
+    # 64 channels: the logits kernel (2*2*64 x 10) passes dynamic range's 1024-weight minimum
+    model = distill.build_student((16, 16, 1), 10, {**ARCH, "ds_widths": [64]})
+    distill.fit_student(model, x[:240], y[:240], x[240:], y[240:], distill.DistillLoss(), TRAIN, 0)
+    return model, x, y
+
+
+def test_dynamic_and_float16_files_hold_the_promised_dtypes(student, tmp_path):
+    from pipelines.vision import quantize
+
+    model, _, _ = student
+    dynamic = _dtypes(quantize.to_tflite_dynamic(model), tmp_path, "dynamic")
+    half = _dtypes(quantize.to_tflite_float16(model), tmp_path, "half")
+    assert dynamic["serving_default_image:0"] == "float32"  # activations stay float
+    assert dynamic["student/logits/MatMul"] == "int8" and "float16" not in dynamic.values()
+    assert "float16" in half.values() and "int8" not in half.values()
+
+
+def test_selective_quantization_keeps_the_named_layers_in_float(student, tmp_path):
+    from pipelines.vision import quantize
+
+    model, x, _ = student
+    errors = quantize.layer_errors(model, x[:40])
+    assert {e["op"] for e in errors} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    assert [e["rmse_per_scale"] for e in errors] == sorted((e["rmse_per_scale"] for e in errors), reverse=True)
+    keep = next(e["tensor_name"] for e in errors if "stem1_conv" in e["tensor_name"])
+    full = _layer_dtypes(quantize.selective_int8(model, x[:40], []), tmp_path, "full")
+    mixed = _layer_dtypes(quantize.selective_int8(model, x[:40], [keep]), tmp_path, "mixed")
+    assert len(full) == len(mixed) == 5 and set(full.values()) == {("int8", "int8")}
+    assert mixed[keep] == ("float32", "float32")  # its weights and its output
+    assert all(v == ("int8", "int8") for k, v in mixed.items() if k != keep)
+
+
+@pytest.mark.slow
+def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_file(student, tmp_path):
+    from pipelines.vision import convert, distill, prune, quantize
+
+    model, x, y = student
+    steps = int(np.ceil(240 / TRAIN["batch_size"]))
+    sched, _ = prune.schedule("constant", 0.6, steps, 1, steps)
+    wrapped = prune.prunable(model, sched)
+    distill.fit_student(wrapped, x[:240], y[:240], x[240:], y[240:], distill.DistillLoss(), {**TRAIN, "epochs": 1}, 0,
+                        callbacks=[prune.step_callback()])  # fmt: skip
+    pruned = prune.strip(wrapped)
+    results = {}
+    for preserve in (True, False):
+        q = quantize.quantization_aware(pruned, prune_preserve=preserve)
+        quantize.train_quantization_aware(q, x[:240], y[:240], 1, 1e-3, 32, 0)
+        layers = _layers(convert.to_tflite_int8(q, x[:40]), tmp_path, f"qat_{preserve}")
+        kernel, output = next(v for k, v in layers.items() if "ds0_pw_relu" in k)
+        assert kernel.dtype == np.int8 and output == "int8"
+        results[preserve] = float(np.mean(kernel == 0))
+    zeros = float(np.mean(pruned.get_layer("ds0_pw").get_weights()[0] == 0))
+    assert zeros == pytest.approx(0.6, abs=0.01)
+    assert results[True] >= zeros  # every pruned weight is still 0 in the int8 file
+    assert results[False] < zeros  # plain QAT fills them in
