@@ -66,6 +66,15 @@ def main(argv: list[str] | None = None) -> None:
         teachers = [models.load_model(args.teacher)]
         extra = [t.strip() for t in (p["ensemble_teachers"] or "").split(",") if t.strip()]
         teachers += [models.load_model(st.resolve(t)) for t in extra]
+        t0 = time.time()
+        if p["snapshot_cycles"]:
+            log.info("distill: snapshot ensemble, %d cycles of %d epoch(s) from the teacher", p["snapshot_cycles"],
+                     p["snapshot_epochs"])  # fmt: skip
+            teachers += train.snapshot_ensemble(
+                teachers[0], ds.x_train, ds.y_train, ds.x_val, ds.y_val, st.params["teacher"], st.seed,
+                p["snapshot_cycles"], p["snapshot_epochs"], p["snapshot_learning_rate"],
+            )  # fmt: skip
+        snapshot_s = time.time() - t0
         loss = distill.DistillLoss.from_params(p)
         t0 = time.time()
         targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"])
@@ -103,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         kd = saved["kd"]
         metrics = {
             "teacher_accuracy": teacher_accuracy,
-            "teachers": 1 + len(extra),
+            "teachers": len(teachers),
+            "snapshots": p["snapshot_cycles"],
+            "snapshot_seconds": round(snapshot_s, 1),
             "born_again": p["born_again"],
             "architecture": "teacher" if p["born_again"] else arch,
             "student_params": int(kd.count_params()),

@@ -149,6 +149,31 @@ def test_baseline_needs_no_teacher_and_a_kd_loss_does():
     assert len(history["val_accuracy"]) == 1
 
 
+def test_snapshot_ensemble_takes_one_member_per_cycle_and_leaves_the_teacher():
+    from pipelines.vision import distill, train
+    from pipelines.vision.tfk import seed_everything
+    from tests.test_train import P
+
+    x, y = _data()
+    p = {**P, "augment_flip": False, "augment_shift": 0}  # a mirrored bar is another class in these images
+    seed_everything(0)
+    teacher = train.build_teacher((16, 16, 1), 10, p)
+    train.train_classifier(teacher, x[:240], y[:240], x[240:], y[240:], {**p, "epochs": 4}, 0)
+    before = [w.copy() for w in teacher.get_weights()]
+    members = train.snapshot_ensemble(teacher, x[:240], y[:240], x[240:], y[240:], p, 0, cycles=2,
+                                      epochs_per_cycle=1, learning_rate=0.01)  # fmt: skip
+    assert len(members) == 2
+    for w0, w1 in zip(before, teacher.get_weights(), strict=True):
+        np.testing.assert_array_equal(w0, w1)
+    first, second = (m.get_weights() for m in members)
+    assert any(not np.allclose(a, b) for a, b in zip(before, first, strict=True))  # the run moved the weights
+    assert any(not np.allclose(a, b) for a, b in zip(first, second, strict=True))  # each cycle its own point
+    for m in members:  # every member is still a classifier of these images
+        assert train.accuracy(m, x[240:], y[240:]) >= 0.5
+    t = distill.teacher_targets([teacher, *members], x[:8], 4.0, flips=False)
+    assert t.probs.shape == (1, 8, 10)
+
+
 def test_ensemble_targets_average_softened_outputs():
     from pipelines.vision import distill
     from pipelines.vision.tfk import keras

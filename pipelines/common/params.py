@@ -175,6 +175,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "rkd_angle_weight": Float(0.0),
         "ensemble_teachers": OptStr,  # comma-separated extra teacher .keras files averaged with the teacher
         "born_again": Bool,  # the student takes the teacher's architecture (teacher section)
+        "snapshot_cycles": Int(0, 100),  # > 0: add a snapshot ensemble of this many members to the teachers
+        "snapshot_epochs": Int(1, 1000),  # epochs per cosine cycle of the snapshot run
+        "snapshot_learning_rate": Float(0.0, 1.0, low_open=True),  # where each cycle restarts
     },
     "prune": {
         "target_sparsity": Float(0.0, 0.99),  # fraction of zeros in every prunable kernel at the end

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -74,14 +75,17 @@ def train_classifier(
     y_val: np.ndarray,
     p: dict,
     seed: int,
+    schedule: keras.optimizers.schedules.LearningRateSchedule | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, list[float]]:
-    """Adam with cosine decay, label smoothing and optional flip/shift augmentation.
+    """Adam with cosine decay (or `schedule`), label smoothing and optional flip/shift augmentation.
 
     Returns the per-epoch history (loss, accuracy, val_loss, val_accuracy).
     """
     num_classes = int(model.output_shape[-1])
     steps = int(np.ceil(len(x_train) / p["batch_size"]))
-    schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
+    if schedule is None:
+        schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
     if p["weight_decay"] > 0:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=p["weight_decay"])
     else:
@@ -103,9 +107,52 @@ def train_classifier(
         epochs=p["epochs"],
         validation_data=val,
         verbose=1 if sys.stderr.isatty() else 0,
-        callbacks=[EpochLog(p["epochs"])],
+        callbacks=[EpochLog(p["epochs"]), *callbacks],
     )
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def snapshot_ensemble(
+    model: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    p: dict,
+    seed: int,
+    cycles: int,
+    epochs_per_cycle: int,
+    learning_rate: float,
+) -> list[keras.Model]:
+    """A snapshot ensemble (Huang et al., 2017) from one cyclic-learning-rate run.
+
+    A copy of `model` keeps training from its weights with cosine annealing restarted every
+    `epochs_per_cycle` epochs (from `learning_rate` down to 0); the weights at the end of each of
+    the `cycles` cycles, each a different low-loss point, become one member. `p` gives the batch
+    size and augmentation (the teacher's training params); `model` is left unchanged.
+    """
+    member = keras.models.clone_model(model)
+    member.set_weights(model.get_weights())
+    steps = int(np.ceil(len(x_train) / p["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecayRestarts(
+        learning_rate, first_decay_steps=epochs_per_cycle * steps, t_mul=1.0, m_mul=1.0
+    )
+    weights: list[list[np.ndarray]] = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % epochs_per_cycle == 0:
+                weights.append(member.get_weights())
+                log.info("snapshot %d/%d taken after epoch %d", len(weights), cycles, epoch + 1)
+
+    run = {**p, "epochs": cycles * epochs_per_cycle}
+    train_classifier(member, x_train, y_train, x_val, y_val, run, seed, schedule=schedule, callbacks=[Snapshot()])
+    snapshots = []
+    for w in weights:
+        snap = keras.models.clone_model(model)
+        snap.set_weights(w)
+        snapshots.append(snap)
+    return snapshots
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
