@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines.common.errors import ModelFileError
+from pipelines.common.errors import ModelFileError, UserError
 from pipelines.edge import bench, evaluate, runtime
 from tests.conftest import ROOT, run_env
 
@@ -67,14 +67,18 @@ def test_benchmark_measures_what_it_says(tiny_models):
     assert r["host"]["runtime"].startswith("ai-edge-litert")
 
 
-def test_several_interpreters_are_timed_in_turn_and_pooled(tiny_models):
-    r = bench.benchmark(tiny_models["fp32"], warmup_runs=2, min_runs=60, min_seconds=0.0, pin_cpu=0, instances=3)
-    assert r["instances"] == 3 and len(r["latency_p50_instances_ms"]) == 3
-    assert r["runs"] >= 60 and r["runs"] % (3 * bench.BLOCK_RUNS) == 0  # every interpreter ran whole blocks
-    low, high = min(r["latency_p50_instances_ms"]), max(r["latency_p50_instances_ms"])
-    assert r["latency_min_ms"] <= low and r["latency_p50_ms"] <= high * 1.0001
-    with pytest.raises(ValueError, match="instances must be >= 1"):
-        bench.benchmark(tiny_models["fp32"], instances=0)
+def test_p50_is_the_quietest_window_median(tiny_models):
+    r = bench.benchmark(tiny_models["fp32"], warmup_runs=2, min_runs=61, min_seconds=0.0, pin_cpu=0, windows=4)
+    assert r["windows"] == 4 and len(r["latency_p50_windows_ms"]) == 4
+    assert r["runs"] == 4 * 16  # each window makes ceil(min_runs / windows) calls when min_seconds is 0
+    assert r["latency_p50_ms"] == min(r["latency_p50_windows_ms"])
+    assert r["latency_min_ms"] <= r["latency_p50_ms"] <= r["latency_p50_all_ms"] <= max(r["latency_p50_windows_ms"])
+    assert r["latency_p50_all_ms"] <= r["latency_p90_ms"] <= r["latency_p99_ms"]
+    one = bench.benchmark(tiny_models["fp32"], warmup_runs=0, min_runs=30, min_seconds=0.0, pin_cpu=0, windows=1)
+    assert one["runs"] == 30 and one["latency_p50_ms"] == one["latency_p50_all_ms"] == one["latency_p50_windows_ms"][0]
+    for bad in (0, -3):
+        with pytest.raises(UserError, match="windows must be >= 1"):
+            bench.benchmark(tiny_models["fp32"], windows=bad)
 
 
 def test_bench_settings_come_from_the_benchmark_section():
