@@ -56,7 +56,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     result = calibrate.calibrate(
         args.folder, threads=args.threads, min_runs=args.runs, min_seconds=args.min_seconds,
-        pin_cpu=None if args.no_pin else args.cpu,
+        pin_cpu=None if args.no_pin else args.cpu, windows=args.windows,
     )  # fmt: skip
     if args.json:
         io.write_json(args.json, result)
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--runs", type=int, default=100, help="minimum timed runs per model")
     c.add_argument("--min-seconds", type=float, default=1.0)
+    c.add_argument("--windows", type=int, default=5, help="measured latency = the quietest window's median (as bench)")
     c.add_argument("--cpu", type=int, default=0, help="first CPU of the pinned set (default 0)")
     c.add_argument("--no-pin", action="store_true", help="do not pin CPU affinity")
     c.add_argument("--json", help="also write the fitted profile and per-model errors here")
