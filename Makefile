@@ -81,8 +81,8 @@ report: ## Print the last pipeline report (metrics/report.json) as a table
 doctor: ## Check the stack, Keras flavour, TFLite runtime, dataset and tracking store
 	$(BIN)/edgesmith doctor
 
-bench-stability: ## Run-to-run spread of p50 latency of the pipeline's .tflite files (5 fresh runs each)
-	$(BIN)/python benchmarks/stability.py models/tflite --rounds 5 --instances 1 3 --json metrics/bench_stability.json
+bench-stability: ## Run-to-run spread of p50 latency of the pipeline's .tflite files (8 fresh runs, 1 vs 5 windows)
+	$(BIN)/python benchmarks/stability.py models/tflite --rounds 8 --windows 1 5 --json metrics/bench_stability.json
 
 clean: ## Remove pipeline outputs of both profiles (keeps .venv, the DVC cache and mlruns/)
 	rm -rf data models metrics plots $(QUICK)/data $(QUICK)/models $(QUICK)/metrics $(QUICK)/plots

@@ -19,7 +19,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = dict(
         threads=args.threads, warmup_runs=args.warmup, min_runs=args.runs,
-        min_seconds=args.min_seconds, pin_cpu=None if args.no_pin else args.cpu, instances=args.instances,
+        min_seconds=args.min_seconds, pin_cpu=None if args.no_pin else args.cpu, windows=args.windows,
     )  # fmt: skip
     if args.remote:
         from pipelines.edge import remote
@@ -56,7 +56,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     result = calibrate.calibrate(
         args.folder, threads=args.threads, min_runs=args.runs, min_seconds=args.min_seconds,
-        pin_cpu=None if args.no_pin else args.cpu,
+        pin_cpu=None if args.no_pin else args.cpu, windows=args.windows,
     )  # fmt: skip
     if args.json:
         io.write_json(args.json, result)
@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=100, help="minimum number of timed runs")
     b.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs")
     b.add_argument("--min-seconds", type=float, default=1.0, help="keep timing until this much time passed")
-    b.add_argument("--instances", type=int, default=1,
-                   help="load the file this many times and time the interpreters in turn (default 1)")  # fmt: skip
+    b.add_argument("--windows", type=int, default=5,
+                   help="split the timed runs in this many equal windows; p50 is the quietest window's median "
+                        "(default 5; 1: the median of all runs)")  # fmt: skip
     b.add_argument("--cpu", type=int, default=0, help="first CPU of the pinned set (default 0)")
     b.add_argument("--no-pin", action="store_true", help="do not pin CPU affinity")
     b.add_argument("--json", help="also write the result to this JSON file")
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--runs", type=int, default=100, help="minimum timed runs per model")
     c.add_argument("--min-seconds", type=float, default=1.0)
+    c.add_argument("--windows", type=int, default=5, help="measured latency = the quietest window's median (as bench)")
     c.add_argument("--cpu", type=int, default=0, help="first CPU of the pinned set (default 0)")
     c.add_argument("--no-pin", action="store_true", help="do not pin CPU affinity")
     c.add_argument("--json", help="also write the fitted profile and per-model errors here")

@@ -14,7 +14,6 @@ from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.benchmark")
-TOTALS = ("macs", "params", "weight_bytes", "memory_access_bytes", "peak_activation_bytes")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     inputs = {"models": args.models, "calibration": args.calibration}
     with Stage("benchmark", args.params, sections=["benchmark", "devices"], inputs=inputs) as st:
-        from pipelines.edge import analyze, bench, cost, host
+        from pipelines.edge import bench, host, measure
 
         p = st.params["benchmark"]
         profiles = {"host": io.read_json(args.calibration)["profile"], **st.params["devices"]["profiles"]}
@@ -35,19 +34,9 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"{args.models}: no .tflite files to benchmark")
         results = {}
         for f in files:
-            r = bench.benchmark(f, seed=st.seed, **bench.settings(p))
-            r.pop("host")
-            a = analyze.analyze(f)
-            r.update({k: a["totals"][k] for k in TOTALS})
-            predicted = {name: round(cost.predict_ms(a["ops"], prof), 5) for name, prof in profiles.items()}
-            r["predicted_latency_ms"] = predicted
-            r["prediction_error_host"] = round(cost.relative_error(predicted["host"], r["latency_p50_ms"]), 4)
-            r["ops"] = [
-                {**{k: op[k] for k in ("index", "op", "dtype", "macs", "memory_access_bytes")}, **b}
-                for op, b in zip(a["ops"], cost.breakdown(a["ops"], profiles["host"]), strict=True)
-            ]
+            r = measure.measure(f, profiles, seed=st.seed, **bench.settings(p))
             log.info("benchmark: %s measured %.4f ms, predicted %.4f ms on the host (%+.0f %%)", f.stem,
-                     r["latency_p50_ms"], predicted["host"], 100 * r["prediction_error_host"])  # fmt: skip
+                     r["latency_p50_ms"], r["predicted_latency_ms"]["host"], 100 * r["prediction_error_host"])  # fmt: skip
             results[f.stem] = r
         errors = [abs(r["prediction_error_host"]) for r in results.values()]
         summary = {

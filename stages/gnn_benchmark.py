@@ -17,7 +17,6 @@ from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.gnn_benchmark")
-TOTALS = ("macs", "params", "weight_bytes", "memory_access_bytes", "peak_activation_bytes")
 
 INCLUDES = {
     "gnn": ("k-hop neighbourhood fetch (PyG k_hop_subgraph over the full edge list, k = layers; gather of the "
@@ -39,19 +38,12 @@ PROTOCOL = (
 
 
 def bench_tflite(files: list[Path], p: dict, profiles: dict, seed: int) -> dict:
-    """The edge harness on each file, exactly as the vision `benchmark` stage runs it."""
-    from pipelines.edge import analyze, bench, cost
+    """The edge harness on each file, the same function the vision `benchmark` stage runs."""
+    from pipelines.edge import bench, measure
 
-    results = {}
-    for f in files:
-        r = bench.benchmark(f, seed=seed, **bench.settings(p))
-        r.pop("host")
-        a = analyze.analyze(f)
-        r.update({k: a["totals"][k] for k in TOTALS})
-        r["predicted_latency_ms"] = {name: round(cost.predict_ms(a["ops"], prof), 5) for name, prof in profiles.items()}
-        r["latency_includes"] = "invoke() alone on a synthetic input (the edge harness, as in the vision benchmark)"
-        results[f.stem] = r
-    return results
+    includes = "invoke() alone on a synthetic input (the edge harness, as in the vision benchmark)"
+    return {f.stem: {**measure.measure(f, profiles, seed=seed, **bench.settings(p)), "latency_includes": includes}
+            for f in files}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

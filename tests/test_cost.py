@@ -50,6 +50,23 @@ def test_fit_recovers_a_known_profile_from_synthetic_measurements():
     assert set(check["models"]) == {f"m{i}" for i in range(8)}
 
 
+def test_fit_is_not_pulled_off_by_a_model_the_roofline_cannot_describe():
+    truth = {"peak_gmacs_fp32": 40.0, "peak_gmacs_int8": 30.0, "vector_efficiency": 0.35, "bandwidth_gbs": 50.0,
+             "op_overhead_us": 0.15}  # fmt: skip
+    shapes = [(2e7, 2e5, "float32"), (2e7, 5e4, "int8"), (1e5, 3e6, "float32"), (1e5, 8e5, "int8"),
+              (5e5, 5e4, "float32"), (5e5, 1e4, "int8"), (1e3, 1e3, "float32"), (1e3, 1e3, "int8")]  # fmt: skip
+    suite = []
+    for i, (macs, mac_bytes, dtype) in enumerate(shapes):
+        ops = [op(macs, mac_bytes, dtype, 0), op(macs / 20, mac_bytes / 4, dtype, 1, kind="DEPTHWISE_CONV_2D")]
+        suite.append({"name": f"m{i}", "ops": ops, "measured_ms": cost.predict_ms(ops, truth)})
+    # one model runs 6x slower than its operators say (as an int8 convolution with one input channel does on x86)
+    suite.append({"name": "odd", "ops": [op(1e5, 1e4, "int8")], "measured_ms": 6 * cost.predict_ms([op(1e5, 1e4, "int8")], truth)})
+    check = calibrate.check(suite, calibrate.fit(suite))
+    assert all(abs(m["error"]) < 0.02 for name, m in check["models"].items() if name != "odd"), check["models"]
+    assert check["models"]["odd"]["error"] < -0.8
+    assert check["within_tolerance"] == pytest.approx(8 / 9, abs=1e-3)
+
+
 def test_depthwise_ops_run_at_the_vector_efficiency():
     gemm = cost.op_seconds(op(1e7, 10), PROFILE)[0]
     depthwise = cost.op_seconds(op(1e7, 10, kind="DEPTHWISE_CONV_2D"), PROFILE)[0]

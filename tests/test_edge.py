@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines.common.errors import ModelFileError
+from pipelines.common.errors import ModelFileError, UserError
 from pipelines.edge import bench, evaluate, runtime
 from tests.conftest import ROOT, run_env
 
@@ -67,14 +67,18 @@ def test_benchmark_measures_what_it_says(tiny_models):
     assert r["host"]["runtime"].startswith("ai-edge-litert")
 
 
-def test_several_interpreters_are_timed_in_turn_and_pooled(tiny_models):
-    r = bench.benchmark(tiny_models["fp32"], warmup_runs=2, min_runs=60, min_seconds=0.0, pin_cpu=0, instances=3)
-    assert r["instances"] == 3 and len(r["latency_p50_instances_ms"]) == 3
-    assert r["runs"] >= 60 and r["runs"] % (3 * bench.BLOCK_RUNS) == 0  # every interpreter ran whole blocks
-    low, high = min(r["latency_p50_instances_ms"]), max(r["latency_p50_instances_ms"])
-    assert r["latency_min_ms"] <= low and r["latency_p50_ms"] <= high * 1.0001
-    with pytest.raises(ValueError, match="instances must be >= 1"):
-        bench.benchmark(tiny_models["fp32"], instances=0)
+def test_p50_is_the_quietest_window_median(tiny_models):
+    r = bench.benchmark(tiny_models["fp32"], warmup_runs=2, min_runs=61, min_seconds=0.0, pin_cpu=0, windows=4)
+    assert r["windows"] == 4 and len(r["latency_p50_windows_ms"]) == 4
+    assert r["runs"] == 4 * 16  # each window makes ceil(min_runs / windows) calls when min_seconds is 0
+    assert r["latency_p50_ms"] == min(r["latency_p50_windows_ms"])
+    assert r["latency_min_ms"] <= r["latency_p50_ms"] <= r["latency_p50_all_ms"] <= max(r["latency_p50_windows_ms"])
+    assert r["latency_p50_all_ms"] <= r["latency_p90_ms"] <= r["latency_p99_ms"]
+    one = bench.benchmark(tiny_models["fp32"], warmup_runs=0, min_runs=30, min_seconds=0.0, pin_cpu=0, windows=1)
+    assert one["runs"] == 30 and one["latency_p50_ms"] == one["latency_p50_all_ms"] == one["latency_p50_windows_ms"][0]
+    for bad in (0, -3):
+        with pytest.raises(UserError, match="windows must be >= 1"):
+            bench.benchmark(tiny_models["fp32"], windows=bad)
 
 
 def test_bench_settings_come_from_the_benchmark_section():
@@ -145,6 +149,31 @@ def test_benchmark_stage_runs_without_tensorflow_or_torch(tiny_models, tmp_path)
     assert set(m["predicted_latency_ms"]) == {"host", "cortex_a53", "cortex_a55", "cortex_a76"}
     assert m["predicted_latency_ms"]["cortex_a53"] > m["predicted_latency_ms"]["cortex_a76"]
     assert m["prediction_error_host"] == pytest.approx(m["predicted_latency_ms"]["host"] / m["latency_p50_ms"] - 1, abs=1e-3)
+    assert m["windows"] == raw["benchmark"]["windows"] == len(m["latency_p50_windows_ms"])
+    assert [op["index"] for op in m["ops"]] == list(range(len(m["ops"]))) and all(op["bound"] for op in m["ops"])
+
+
+def test_measure_adds_the_host_check_only_with_a_host_profile(tiny_models):
+    from pipelines.edge import measure
+
+    host = {"peak_gmacs_fp32": 30.0, "peak_gmacs_int8": 20.0, "vector_efficiency": 0.4, "bandwidth_gbs": 50.0,
+            "op_overhead_us": 0.2}  # fmt: skip
+    fast = dict(warmup_runs=1, min_runs=10, min_seconds=0.0, windows=2)
+    with_host = measure.measure(tiny_models["int8"], {"host": host, "slow": {**host, "bandwidth_gbs": 0.5}}, **fast)
+    assert "host" not in with_host and set(with_host["predicted_latency_ms"]) == {"host", "slow"}
+    assert with_host["predicted_latency_ms"]["slow"] > with_host["predicted_latency_ms"]["host"]
+    assert sum(o["predicted_ms"] for o in with_host["ops"]) == pytest.approx(with_host["predicted_latency_ms"]["host"], rel=1e-3)
+    assert with_host["macs"] == sum(o["macs"] for o in with_host["ops"]) > 0
+    devices_only = measure.measure(tiny_models["int8"], {"slow": host}, **fast)
+    assert "prediction_error_host" not in devices_only and "ops" not in devices_only
+    assert devices_only["macs"] == with_host["macs"]
+
+
+def test_bad_window_count_is_one_line_from_the_cli(tiny_models, capsys):
+    from pipelines.cli import main
+
+    assert main(["bench", str(tiny_models["fp32"]), "--windows", "0"]) == 2
+    assert "windows must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_edgesmith_bench_rejects_bad_file_with_one_line(tmp_path):

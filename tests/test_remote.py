@@ -262,8 +262,8 @@ def test_bad_target_or_option_is_rejected(tiny_models):
 
 def test_program_args_round_trip():
     assert remote.program_args("m.tflite", threads=2, warmup_runs=3, min_runs=40, min_seconds=0.5, pin_cpu=None,
-                               instances=2) == [
-        "m.tflite", "--threads", "2", "--warmup", "3", "--runs", "40", "--min-seconds", "0.5", "--instances", "2",
+                               windows=2) == [
+        "m.tflite", "--threads", "2", "--warmup", "3", "--runs", "40", "--min-seconds", "0.5", "--windows", "2",
     ]  # fmt: skip
     assert remote.program_args("m", threads=1, warmup_runs=0, min_runs=1, min_seconds=0, pin_cpu=1)[-2:] == [
         "--cpu", "1",

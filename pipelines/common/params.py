@@ -203,7 +203,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "min_runs": Int(1),
         "min_seconds": Float(0.0),
         "pin_cpu": Int(0, nullable=True),  # first core of the pinned set; null: no pinning
-        "instances": Int(1, 64),  # interpreters loaded and timed in turn (several memory layouts per figure)
+        "windows": Int(1, 1000),  # equal windows of the timed phase; p50 = lowest window median (pipelines/edge/bench.py)
     },
     "devices": {
         # mobile-class CPU profiles for the roofline latency model (pipelines/edge/cost.py)

@@ -21,7 +21,7 @@ FIELDS = (
 
 # Beyond the contract: the spread of the measurement and the cost model's view.
 EXTRA_FIELDS = (
-    "weight_bytes", "latency_mean_ms", "latency_std_ms", "runs", "peak_memory_bytes",
+    "weight_bytes", "latency_p50_all_ms", "latency_mean_ms", "latency_std_ms", "runs", "peak_memory_bytes",
     "predicted_latency_ms", "prediction_error_host", "gzip_bytes", "teacher_drop_points", "within_budget",
 )  # fmt: skip
 

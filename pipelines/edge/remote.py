@@ -64,7 +64,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--min-seconds", type=float, default=1.0)
-    ap.add_argument("--instances", type=int, default=1)
+    ap.add_argument("--windows", type=int, default=5)
     ap.add_argument("--cpu", type=int, default=None, help="first CPU of the pinned set; absent: no pinning")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -81,7 +81,7 @@ def main(argv=None):
     try:
         runtime.interpreter_class()  # fail on a missing runtime before anything else
         result = bench.benchmark(args.model, threads=args.threads, warmup_runs=args.warmup, min_runs=args.runs,
-                                 min_seconds=args.min_seconds, pin_cpu=args.cpu, instances=args.instances)
+                                 min_seconds=args.min_seconds, pin_cpu=args.cpu, windows=args.windows)
     except UserError as exc:
         return fail(str(exc))
     print(json.dumps(result))
@@ -126,11 +126,11 @@ def build_program() -> bytes:
 
 def program_args(
     model: str, *, threads: int, warmup_runs: int, min_runs: int, min_seconds: float, pin_cpu: int | None,
-    instances: int = 1,
+    windows: int = 5,
 ) -> list[str]:
     """The zipapp's command line for these benchmark settings."""
     args = [model, "--threads", str(threads), "--warmup", str(warmup_runs), "--runs", str(min_runs),
-            "--min-seconds", repr(float(min_seconds)), "--instances", str(instances)]  # fmt: skip
+            "--min-seconds", repr(float(min_seconds)), "--windows", str(windows)]  # fmt: skip
     if pin_cpu is not None:
         args += ["--cpu", str(pin_cpu)]
     return args
@@ -211,7 +211,7 @@ def bench_remote(
     min_runs: int = 100,
     min_seconds: float = 1.0,
     pin_cpu: int | None = 0,
-    instances: int = 1,
+    windows: int = 5,
     port: int | None = None,
     identity: str | Path | None = None,
     python: str = "python3",
@@ -257,7 +257,7 @@ def bench_remote(
         if proc.returncode != 0:
             raise device.error("copying the model", proc)
         args = program_args(MODEL_NAME, threads=threads, warmup_runs=warmup_runs, min_runs=min_runs,
-                            min_seconds=min_seconds, pin_cpu=pin_cpu, instances=instances)  # fmt: skip
+                            min_seconds=min_seconds, pin_cpu=pin_cpu, windows=windows)  # fmt: skip
         # Run from the temp dir without PYTHONPATH: the code comes from the zipapp and the runtime from
         # the device's installed packages, never from a checkout that happens to be on the path.
         # `exec` keeps the shell's PID, so PID_FILE names the benchmark for _cleanup to stop.
