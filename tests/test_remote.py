@@ -165,8 +165,9 @@ def test_timeout_stops_the_benchmark_and_cleans_up(sshd, tiny_models):
     started = time.monotonic()
     with pytest.raises(remote.RemoteError) as exc:
         remote.bench_remote(tiny_models["int8"], sshd["target"], python=sys.executable, min_runs=1,
-                            min_seconds=120, timeout=4, **connect(sshd))  # fmt: skip
-    assert time.monotonic() - started < 30
+                            min_seconds=120, timeout=15, **connect(sshd))  # fmt: skip
+    # 15 s: connecting and copying must fit before it on a loaded machine (4 s did not, niced under a training run)
+    assert time.monotonic() - started < 60
     msg = str(exc.value)
     assert "\n" not in msg and sshd["target"] in msg and "the benchmark timed out" in msg
     assert leftover_workdirs() <= before
