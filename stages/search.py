@@ -71,10 +71,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/search.json")
     ap.add_argument("--tuner-dir", default=".tuner", help="keras-tuner's project folders (persistent, not a DVC output)")
     args = ap.parse_args(argv)
-    sections = ["search", "student", "benchmark", "devices"]
+    sections = ["search", "student", "benchmark", "devices", "quantize"]
     with Stage("search", args.params, sections=sections, inputs={"data": args.data}) as st:
         p, student = st.params["search"], st.params["student"]
         space = search_space(p)
+        modes = [m.strip() for m in (st.params["quantize"]["chain_modes"] or "").split(",")]
+        if p["squeeze_excite"] != "never" and "qat" in modes:
+            raise ParamsError("search.squeeze_excite must be 'never' while quantize.chain_modes has qat: tfmot's "
+                              "quantization-aware training has no rule for squeeze-excite's Multiply layer")  # fmt: skip
         profiles = st.params["devices"]["profiles"]
         if p["device"] not in profiles:
             raise ParamsError(f"search.device must be one of {', '.join(profiles)} (devices.profiles), got {p['device']!r}")

@@ -290,7 +290,7 @@ def _tiny_project(tmp_path: Path, **search_overrides) -> Path:
     p["search"].update(
         oracle="random", max_trials=4, objective="constrained", max_macs=60000, max_latency_ms=None,
         max_size_bytes=None, max_memory_access_bytes=None, epochs=1, train_samples=0, batch_size=32,
-        bench_runs=10, bench_seconds=0.0, kernel_sizes=[3], blocks="standard", expansions=[1], squeeze_excite="off",
+        bench_runs=10, bench_seconds=0.0, kernel_sizes=[3], blocks="standard", expansions=[1], squeeze_excite="never",
         width_percents=[100], depths=[1], widths=[8, 16, 64], heads="flatten,gap", population=2, tournament=2,
     )  # fmt: skip
     p["search"].update(search_overrides)

@@ -191,7 +191,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "kernel_sizes": Field("int_list", 1, 9, min_items=1),  # the search space: kernel size of the blocks
         "blocks": Str,  # comma-separated subset of separable, standard
         "expansions": Field("int_list", 1, 8, min_items=1),  # separable blocks only
-        "squeeze_excite": Choice("off", "on", "both"),
+        "squeeze_excite": Choice("never", "always", "both"),
         "width_percents": Field("int_list", 1, 400, min_items=1),  # width multiplier x 100
         "depths": Field("int_list", 0, 8, min_items=1),  # number of blocks after the stem
         "widths": Field("int_list", 1, 2048, min_items=1),  # width of each block, chosen per block

@@ -60,7 +60,7 @@ def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperPa
     hp.Choice("block", list(space["blocks"]))
     with hp.conditional_scope("block", ["separable"]):
         hp.Choice("expansion", list(space["expansions"]))
-    se = {"off": [False], "on": [True], "both": [False, True]}[space["squeeze_excite"]]
+    se = {"never": [False], "always": [True], "both": [False, True]}[space["squeeze_excite"]]
     hp.Choice("squeeze_excite", se)
     hp.Choice("width_percent", list(space["width_percents"]))
     depths = sorted(space["depths"])
