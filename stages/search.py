@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         oracle = search.make_oracle(p, space, seed, fingerprint=fingerprint, initial=[current] if current else [])
         tuner = search.ArchTuner(data, student, p, profiles[p["device"]], bench_settings, seed, oracle=oracle,
                                  directory=str(directory), project_name=project, overwrite=False)  # fmt: skip
-        done_before = sum(t.status in ("COMPLETED", "FAILED") for t in tuner.oracle.trials.values())
+        trials = getattr(tuner.oracle, "trials", {})  # a worker's oracle is a client of the chief's: no trials here
+        done_before = sum(t.status in ("COMPLETED", "FAILED") for t in trials.values())
         log.info("search: %s, project %s, %d trials already done; oracle %s, objective %s, %d trials", me,
                  directory / project, done_before, p["oracle"], p["objective"], p["max_trials"])  # fmt: skip
         t0 = time.time()

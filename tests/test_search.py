@@ -361,6 +361,13 @@ def test_stage_rejects_infeasible_trials_before_training_and_writes_the_contract
         assert not (_project(folder) / f"trial_{r['trial_id']}" / "model_int8.tflite").exists()
     assert metrics["completed"] == 4 and all(r["macs"] <= 60000 for r in records.values() if r["status"] == "completed")
     assert metrics["best_arch"]["ds_widths"] != [64]
+    from pipelines.common import tracking
+
+    runs = tracking.find_runs("edgesmith-vision-quick", folder / "mlruns")
+    parent = next(r for r in runs if r["name"] == "search")
+    children = [r for r in runs if r["name"].startswith("search/trial_")]
+    assert len(children) == 6 and all(r["tags"]["mlflow.parentRunId"] == parent["run_id"] for r in children)
+    assert sum(r["metrics"].get("infeasible", 0) for r in children) == 2
     # a second run finds every trial done and retrains nothing
     again = subprocess.run(_stage_cmd(folder), cwd=folder, env=_env(), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -374,8 +381,8 @@ def test_killed_search_resumes_from_its_completed_trials(tmp_path):
     proc = subprocess.Popen(_stage_cmd(folder), cwd=folder, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     deadline = time.time() + 1200
-    for line in proc.stderr:  # kill -9 as soon as the first trial completed
-        if "-> val accuracy" in line or time.time() > deadline:
+    for line in proc.stderr:  # kill -9 once the first trial is saved as completed: the second one has begun
+        if "search: trial 1: " in line or time.time() > deadline:
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -440,3 +447,31 @@ def test_evolution_starts_from_the_current_student_when_the_space_has_it(tmp_pat
     oracle = search.make_oracle(p["search"], space, 0, initial=[values])
     oracle._set_project_dir(str(tmp_path), "evo")
     assert oracle.create_trial("tuner0").hyperparameters.values == values
+
+
+def test_infeasible_trials_are_rejected_before_training_and_the_search_continues(tmp_path, monkeypatch):
+    import keras_tuner as kt
+
+    from pipelines.vision import search, train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an infeasible trial was trained")
+
+    monkeypatch.setattr(train, "train_classifier", no_training)
+    x, y = make_images(64, size=16, seed=4)
+    data = {"x_train": x[..., None], "y_train": y.astype(np.int64), "x_val": x[:16, ..., None],
+            "y_val": y[:16].astype(np.int64)}  # fmt: skip
+    p = {**params_yaml()["search"], "objective": "constrained", "max_size_bytes": 1000, "latency_source": "predicted",
+         "oracle": "random", "max_trials": 2, "depths": [1], "widths": [8, 16]}  # fmt: skip
+    student = {"stem_widths": [4], "ds_widths": [8], "head": "gap", "dropout": 0.0, "bn_momentum": 0.9}
+    from stages.search import search_space
+
+    profile = params_yaml()["devices"]["profiles"]["cortex_a53"]
+    tuner = search.ArchTuner(data, student, p, profile, {}, 0, oracle=search.make_oracle(p, search_space(p), 0),
+                             directory=str(tmp_path), project_name="p")  # fmt: skip
+    tuner.search(verbose=0)  # two infeasible trials in a row: the search goes on and ends normally
+    rows = search.collect(tmp_path / "p", tuner.oracle)
+    assert [r["status"] for r in rows] == ["infeasible", "infeasible"]
+    assert all(r["rejected"] == "before training" and r["size_bytes"] > 1000 for r in rows)
+    assert all(t.status == kt.engine.trial.TrialStatus.FAILED for t in tuner.oracle.trials.values())
+    assert search.best(rows) is None

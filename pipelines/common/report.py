@@ -166,7 +166,7 @@ def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str 
     ax.set_ylabel("validation accuracy (int8), %")
     ax.set_title(f"search: {len(rows)} trials")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
