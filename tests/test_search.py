@@ -475,3 +475,18 @@ def test_infeasible_trials_are_rejected_before_training_and_the_search_continues
     assert all(r["rejected"] == "before training" and r["size_bytes"] > 1000 for r in rows)
     assert all(t.status == kt.engine.trial.TrialStatus.FAILED for t in tuner.oracle.trials.values())
     assert search.best(rows) is None
+
+
+def test_three_way_pareto_front_and_trials_plot(tmp_path):
+    from pipelines.common import report
+
+    rows = [
+        {"name": "a", "status": "completed", "accuracy": 0.90, "latency_ms": 1.0, "size_bytes": 100},
+        {"name": "b", "status": "completed", "accuracy": 0.85, "latency_ms": 2.0, "size_bytes": 50},  # smallest: kept
+        {"name": "c", "status": "completed", "accuracy": 0.85, "latency_ms": 2.0, "size_bytes": 200},  # beaten by a
+        {"name": "d", "status": "infeasible", "accuracy": None, "latency_ms": 3.0, "size_bytes": 10},
+    ]
+    assert report.pareto_front(rows[:3], ("latency_ms", "size_bytes")) == ["a", "b"]
+    assert report.pareto_front(rows[:3], "latency_ms") == ["a"]
+    report.plot_trials(rows, ["a", "b"], "a", tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 1000

@@ -128,14 +128,19 @@ def plot_accuracy_vs(rows: list[dict], final: str, path: str | Path, cost: str =
     if cost == "latency_p50_ms":
         threads = sorted({r["threads"] for r in pts if r["threads"]})
         label += f" ({'/'.join(map(str, threads)) or '?'} thread)"
-    ax.set_xlabel(label)
-    ax.set_ylabel("test accuracy, %")
-    ax.set_title(f"accuracy vs {cost} (orange: fp32, blue: int8)")
+    _save(fig, ax, path, label, "test accuracy, %", f"accuracy vs {cost} (orange: fp32, blue: int8)", "lower right")
+
+
+def _save(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str, legend: str) -> None:
+    """Label, grid and legend an accuracy plot, write it, and free the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str | Path,
@@ -162,14 +167,7 @@ def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str 
             ax.scatter(r[cost], r["accuracy"] * 100, s=220, facecolors="none", edgecolors="tab:red", linewidths=1.5,
                        zorder=4, label=f"best: trial {best}")  # fmt: skip
         ax.annotate(r["name"], (r[cost], r["accuracy"] * 100), textcoords="offset points", xytext=(5, 3), fontsize=7)
-    ax.set_xlabel(cost_label)
-    ax.set_ylabel("validation accuracy (int8), %")
-    ax.set_title(f"search: {len(rows)} trials")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, ax, path, cost_label, "validation accuracy (int8), %", f"search: {len(rows)} trials", "best")
 
 
 def waterfall_steps(rows: list[dict], last: str | None) -> list[dict]:
