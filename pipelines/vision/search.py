@@ -38,6 +38,24 @@ log = logging.getLogger(__name__)
 
 # After tfk: keras_tuner imports TensorFlow, which must see tfk's TF_USE_LEGACY_KERAS first.
 import keras_tuner as kt  # noqa: E402
+from keras_tuner.src.engine import stateful  # noqa: E402
+
+
+def _save_atomically(self: Any, fname: str) -> str:
+    """keras-tuner's `Stateful.save`, written to a temporary file and renamed.
+
+    keras-tuner rewrites oracle.json, trial.json and the tuner's JSON in place; a search killed
+    while one was being written (seen: `kill -9` just as a trial began left an empty oracle.json)
+    could not be reloaded. Written this way, a killed search always resumes.
+    """
+    from pipelines.common import io
+
+    text = json.dumps(self.get_state())
+    io.write_text(fname, text)
+    return text
+
+
+stateful.Stateful.save = _save_atomically  # every oracle, trial and tuner state file
 
 OBJECTIVE = "score"
 BUDGETS = {"max_latency_ms": "latency_ms", "max_size_bytes": "size_bytes",
@@ -161,10 +179,9 @@ class EvolutionOracle(kt.Oracle):
     not tried when its hyperparameters were already tried, nor when `fingerprint(values)` matches an
     earlier trial's (the same network under other names); both are counted in `deduplicated`.
     After `max_attempts / 4` such rejections in a row, candidates are random; after `max_attempts`
-    the space is taken as exhausted and the search stops.
-    `initial` candidates (e.g. the current student) are tried first. Infeasible (failed) trials
-    never join the population. All state lives in the oracle's saved
-    state and the trials, so a resumed search continues where it stopped.
+    the space is taken as exhausted and the search stops. `initial` candidates (e.g. the current
+    student) are tried first. Infeasible (failed) trials never join the population. All state
+    lives in the oracle's saved state and the trials, so a resumed search continues where it stopped.
     """
 
     def __init__(self, population: int = 8, tournament: int = 3,
