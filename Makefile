@@ -12,12 +12,14 @@ MLFLOW_PORT ?= 5000
 # params.yaml and dvc.yaml to sweep), JOBS (experiments at once), TARGET (the stage to reproduce)
 PROFILE ?= .
 JOBS ?= 2
+# make search-distributed: WORKERS (worker processes beside the chief), PORT (the chief's oracle port; default: a free one)
+WORKERS ?= 2
 TARGET ?= $(PROFILE)/dvc.yaml:report
 # Stages run `python -m stages.<name>`: the venv's python must come first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup repro repro-quick exp test test-all test-slow lint ui mlflow-server report doctor bench-stability clean
+.PHONY: help setup repro repro-quick exp search-distributed test test-all test-slow lint ui mlflow-server report doctor bench-stability clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -50,6 +52,16 @@ exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profi
 	@$(BIN)/dvc queue status
 	@! $(BIN)/dvc queue status | grep -qw 'Failed' || { echo "failed experiments: dvc queue logs NAME shows why" >&2; exit 1; }
 	$(BIN)/dvc exp show --no-pager --md --only-changed
+
+search-distributed: ## The search stage as a keras-tuner chief + WORKERS workers on this host: make search-distributed WORKERS=2 [PROFILE=profiles/quick]
+	$(BIN)/dvc repro $(PROFILE)/dvc.yaml:data
+	@port=$${PORT:-$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}; \
+	cmd="$$($(BIN)/python -c 'import sys, yaml; print(" ".join(yaml.safe_load(open(sys.argv[1]))["stages"]["search"]["cmd"].split()))' $(PROFILE)/dvc.yaml)"; \
+	cd $(PROFILE) && mkdir -p .tuner && export KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=$$port && pids="" && \
+	for i in $$(seq 0 $$(($(WORKERS) - 1))); do KERASTUNER_TUNER_ID=tuner$$i $$cmd > .tuner/worker$$i.log 2>&1 & pids="$$pids $$!"; done; \
+	echo "chief on 127.0.0.1:$$port, $(WORKERS) worker(s) (worker logs: $(PROFILE)/.tuner/worker*.log)"; \
+	KERASTUNER_TUNER_ID=chief $$cmd; status=$$?; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
+	$(BIN)/dvc commit -f $(PROFILE)/dvc.yaml:search
 
 test: ## Fast test suite (no slow pipeline runs, < 5 min)
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -31,11 +31,12 @@ from pipelines.vision.data import Dataset
 from tests.conftest import ROOT, run_env
 
 pytestmark = pytest.mark.slow
-STAGES = ["data", "teacher", "distill", "prune", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
+STAGES = ["data", "search", "teacher", "distill", "prune", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
 CHAIN = ["teacher_fp32", "teacher_int8", "student_baseline_int8", "student_kd_int8", "student_pruned_int8"]
 GRAPH_STAGES = ["graph_data", "gnn_search", "gnn_train", "gnn_distill", "gnn_export", "gnn_benchmark", "gnn_report"]
 # Each long stage is killed once a line of its own output shows it is halfway; its outputs must then be absent.
 KILLS = {
+    "search": (r"search: trial \S+ .*-> val accuracy", ["models/student_arch.json"]),  # after its first trial
     "teacher": (r"epoch 1/", ["models/teacher.keras"]),
     "quantize": (r"quantize: teacher_fp32 accuracy", ["models/tflite"]),
     "calibration_suite": (r"calibration_suite: \w+ \(\d+ parameters\)", ["models/calibration"]),
@@ -193,7 +194,9 @@ def test_every_stage_run_is_on_the_server_once(run):
     """The server is stopped: its database must hold one run per finished stage, none for a killed attempt."""
     project, quick = run["project"], run["quick"]
     vision = tracking.find_runs("edgesmith-vision-quick", project / "mlruns")
-    assert sorted(r["name"] for r in vision) == sorted([*STAGES, "summary"])
+    csv = (quick / "plots" / "search" / "trials.csv").read_text().splitlines()[1:]
+    trials = [f"search/trial_{line.split(',')[0]}" for line in csv]
+    assert sorted(r["name"] for r in vision) == sorted([*STAGES, *trials, "summary"])
     graph = tracking.find_runs("edgesmith-graph-quick", project / "mlruns")
     search = io.read_json(quick / "metrics" / "gnn_search.json")
     trials = [f"gnn_search/trial_{t['trial_id']}" for t in search["all_trials"]]

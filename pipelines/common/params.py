@@ -159,6 +159,43 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "head": Choice("flatten", "gap"),  # flatten: 2x2 max-pool + flatten; gap: global average pool
         "dropout": Float(0.0, 0.9),  # before the logits
         "bn_momentum": Float(0.0, 0.999),
+        "kernel_size": Int(1, 9),  # of every block's depthwise (or standard) conv; the stem stays 3x3
+        "block": Choice("separable", "standard"),  # depthwise-separable / inverted residual, or a full conv
+        "expansion": Int(1, 8),  # separable blocks: > 1 is an inverted residual (1x1 expand, linear projection)
+        "squeeze_excite": Bool,  # SE after each block's depthwise (or standard) conv
+        "width_multiplier": Float(0.0, 4.0, low_open=True),  # scales every width (rounded to multiples of 8 unless 1)
+    },
+    "search": {
+        # hardware-aware search of the student family (pipelines/vision/search.py, stages/search.py)
+        "oracle": Choice("evolution", "random", "bayesian", "hyperband"),
+        "max_trials": Int(1),  # trials, infeasible ones included (hyperband: a cap on its own schedule)
+        "seed": Int(0, nullable=True),  # null: base.seed
+        "objective": Choice("accuracy", "mnas", "constrained"),
+        "mnas_target_ms": Float(0.0, low_open=True),  # MnasNet: accuracy x (latency / target) ^ mnas_weight
+        "mnas_weight": Float(-1.0, 0.0),
+        "max_latency_ms": Field("float", 0.0, None, low_open=True, nullable=True),  # constrained: hard budgets ...
+        "max_size_bytes": Int(1, nullable=True),  # ... (null: no limit), judged on the untrained int8
+        "max_memory_access_bytes": Int(1, nullable=True),  # conversion first, then on the trained one
+        "max_macs": Int(1, nullable=True),
+        "latency_source": Choice("measured", "predicted"),  # measured on this host, or the device profile's roofline
+        "device": Str,  # a devices.profiles name (predicted latency)
+        "epochs": Int(1),  # training epochs per trial (hyperband: the largest budget)
+        "train_samples": Int(0),  # training images per trial (a seeded subset; 0: all)
+        "batch_size": Int(1),
+        "learning_rate": Float(0.0, 1.0, low_open=True),  # Adam, cosine decay to 0
+        "population": Int(2),  # evolution: the last N completed trials are the population (aging)
+        "tournament": Int(1),  # evolution: candidates drawn from the population; the best is mutated
+        "hyperband_factor": Int(2, 10),
+        "bench_runs": Int(1),  # measured latency: timed invoke() calls per trial ...
+        "bench_seconds": Float(0.0),  # ... and at least this long
+        "kernel_sizes": Field("int_list", 1, 9, min_items=1),  # the search space: kernel size of the blocks
+        "blocks": Str,  # comma-separated subset of separable, standard
+        "expansions": Field("int_list", 1, 8, min_items=1),  # separable blocks only
+        "squeeze_excite": Choice("never", "always", "both"),
+        "width_percents": Field("int_list", 1, 400, min_items=1),  # width multiplier x 100
+        "depths": Field("int_list", 0, 8, min_items=1),  # number of blocks after the stem
+        "widths": Field("int_list", 1, 2048, min_items=1),  # width of each block, chosen per block
+        "heads": Str,  # comma-separated subset of flatten, gap
     },
     "distill": {
         "seeds": Int(1, 20),  # baseline and distilled student trained per seed (base.seed + i)

@@ -69,21 +69,21 @@ def _or_inf(v: Any) -> float:
     return float("inf") if v is None else float(v)
 
 
-def pareto_front(rows: list[dict], cost: str = "latency_p50_ms") -> list[str]:
-    """Names of models no other model beats on both accuracy (higher) and `cost` (lower)."""
-    front = []
-    for r in rows:
-        if r[cost] is None:
-            continue
-        dominated = any(
-            o is not r and o[cost] is not None
-            and o["accuracy"] >= r["accuracy"] and o[cost] <= r[cost]
-            and (o["accuracy"] > r["accuracy"] or o[cost] < r[cost])
-            for o in rows
-        )  # fmt: skip
-        if not dominated:
-            front.append(r["name"])
-    return front
+def pareto_front(rows: list[dict], cost: str | tuple[str, ...] = "latency_p50_ms") -> list[str]:
+    """Names of models no other model beats on accuracy (higher) and every cost (lower) at once.
+
+    `cost` is one field or a tuple of fields (e.g. latency and size: a three-way front).
+    """
+    costs = (cost,) if isinstance(cost, str) else tuple(cost)
+
+    def no_worse(o: dict, r: dict) -> bool:
+        return o["accuracy"] >= r["accuracy"] and all(o[c] <= r[c] for c in costs)
+
+    def better(o: dict, r: dict) -> bool:
+        return o["accuracy"] > r["accuracy"] or any(o[c] < r[c] for c in costs)
+
+    known = [r for r in rows if all(r[c] is not None for c in costs)]
+    return [r["name"] for r in known if not any(o is not r and no_worse(o, r) and better(o, r) for o in known)]
 
 
 def csv_text(rows: list[dict], columns: tuple[str, ...] = FIELDS) -> str:
@@ -128,14 +128,46 @@ def plot_accuracy_vs(rows: list[dict], final: str, path: str | Path, cost: str =
     if cost == "latency_p50_ms":
         threads = sorted({r["threads"] for r in pts if r["threads"]})
         label += f" ({'/'.join(map(str, threads)) or '?'} thread)"
-    ax.set_xlabel(label)
-    ax.set_ylabel("test accuracy, %")
-    ax.set_title(f"accuracy vs {cost} (orange: fp32, blue: int8)")
+    _save(fig, ax, path, label, "test accuracy, %", f"accuracy vs {cost} (orange: fp32, blue: int8)", "lower right")
+
+
+def _save(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str, legend: str) -> None:
+    """Label, grid and legend an accuracy plot, write it, and free the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
+
+
+def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str | Path,
+                cost: str = "latency_ms", cost_label: str = "latency, ms") -> None:  # fmt: skip
+    """PNG of a search: completed trials by accuracy and `cost`, the front joined, the best ringed;
+    infeasible trials (no accuracy when rejected before training) as crosses along the bottom."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    done = [r for r in rows if r.get("accuracy") is not None and r.get(cost) is not None and r["status"] == "completed"]
+    bad = [r for r in rows if r["status"] == "infeasible" and r.get(cost) is not None]
+    floor = min((r["accuracy"] for r in done), default=0.0) * 100 - 1
+    ax.scatter([r[cost] for r in done], [r["accuracy"] * 100 for r in done], s=40, color="tab:blue", zorder=3,
+               label="completed trials")  # fmt: skip
+    if bad:
+        ax.scatter([r[cost] for r in bad], [(r["accuracy"] * 100 if r.get("accuracy") is not None else floor)
+                                            for r in bad], marker="x", color="tab:gray", zorder=3,
+                   label="infeasible (over a budget)")  # fmt: skip
+    fr = sorted((r for r in done if r["name"] in front), key=lambda r: r[cost])
+    if fr:
+        ax.plot([r[cost] for r in fr], [r["accuracy"] * 100 for r in fr], "--o", color="tab:orange", zorder=2,
+                label="Pareto front (accuracy, latency, size)")  # fmt: skip
+    for r in done:
+        if r["name"] == best:
+            ax.scatter(r[cost], r["accuracy"] * 100, s=220, facecolors="none", edgecolors="tab:red", linewidths=1.5,
+                       zorder=4, label=f"best: trial {best}")  # fmt: skip
+        ax.annotate(r["name"], (r[cost], r["accuracy"] * 100), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    _save(fig, ax, path, cost_label, "validation accuracy (int8), %", f"search: {len(rows)} trials", "best")
 
 
 def waterfall_steps(rows: list[dict], last: str | None) -> list[dict]:

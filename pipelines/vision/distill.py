@@ -22,38 +22,91 @@ from pipelines.vision.train import to_float
 
 log = logging.getLogger(__name__)
 
-STUDENT_KEYS = ("stem_widths", "ds_widths", "head", "dropout", "bn_momentum")
+STUDENT_KEYS = ("stem_widths", "ds_widths", "head", "dropout", "bn_momentum", "kernel_size", "block", "expansion",
+                "squeeze_excite", "width_multiplier")  # fmt: skip
+# What a search result may leave out: these build exactly the original student family.
+STUDENT_DEFAULTS = {"kernel_size": 3, "block": "separable", "expansion": 1, "squeeze_excite": False,
+                    "width_multiplier": 1.0}  # fmt: skip
+
+
+def scaled_width(width: int, multiplier: float, divisor: int = 8) -> int:
+    """`width` x `multiplier`, rounded to the nearest multiple of `divisor` (MobileNet's rule), never
+    below `divisor` nor more than 10 % under the exact product; multiplier 1 keeps `width` as it is."""
+    if multiplier == 1.0:
+        return int(width)
+    exact = width * multiplier
+    rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * exact else rounded
 
 
 def build_student(input_shape: tuple[int, ...], num_classes: int, arch: dict) -> keras.Model:
-    """A small CNN: per `stem_widths` entry a 3×3 conv + BN + ReLU + 2×2 max-pool, then per
-    `ds_widths` entry a depthwise-separable block (3×3 depthwise + BN + ReLU, 1×1 conv + BN + ReLU),
-    then the head: `flatten` (2×2 max-pool, flatten) or `gap` (global average pool), dropout, logits.
+    """A small mobile-style CNN. Per `stem_widths` entry a 3×3 conv + BN + ReLU + 2×2 max-pool, then
+    per `ds_widths` entry one block with k×k convolutions (k = `kernel_size`), then the head:
+    `flatten` (2×2 max-pool, flatten) or `gap` (global average pool), dropout, logits. Every width
+    is scaled by `width_multiplier`.
+
+    Blocks (`block`): `separable` with `expansion` 1 is k×k depthwise + BN + ReLU, 1×1 conv + BN +
+    ReLU; with `expansion` e > 1 it is MobileNetV2's inverted residual (1×1 expand to e×channels +
+    BN + ReLU, k×k depthwise + BN + ReLU, linear 1×1 projection + BN, plus the input when the
+    channels match). `standard` is a full k×k conv + BN + ReLU. `squeeze_excite` adds SE after the
+    depthwise (or standard) conv: global average pool, Dense(c/4) ReLU, Dense(c) sigmoid, reshape,
+    multiply; every op of it converts to full-integer int8 TFLite. Keys left out take
+    `STUDENT_DEFAULTS`, which build the original family.
     """
-    bn = arch["bn_momentum"]
+    arch = {**STUDENT_DEFAULTS, **arch}
+    bn, mult = arch["bn_momentum"], float(arch["width_multiplier"])
+    layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for i, width in enumerate(arch["stem_widths"]):
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"stem{i}_conv")(x)
-        x = keras.layers.BatchNormalization(momentum=bn, name=f"stem{i}_bn")(x)
-        x = keras.layers.ReLU(name=f"stem{i}_relu")(x)
-        x = keras.layers.MaxPool2D(name=f"stem{i}_pool")(x)
+        x = layers.Conv2D(scaled_width(width, mult), 3, padding="same", use_bias=False, name=f"stem{i}_conv")(x)
+        x = layers.BatchNormalization(momentum=bn, name=f"stem{i}_bn")(x)
+        x = layers.ReLU(name=f"stem{i}_relu")(x)
+        x = layers.MaxPool2D(name=f"stem{i}_pool")(x)
     for i, width in enumerate(arch["ds_widths"]):
-        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"ds{i}_dw")(x)
-        x = keras.layers.BatchNormalization(momentum=bn, name=f"ds{i}_dw_bn")(x)
-        x = keras.layers.ReLU(name=f"ds{i}_dw_relu")(x)
-        x = keras.layers.Conv2D(width, 1, use_bias=False, name=f"ds{i}_pw")(x)
-        x = keras.layers.BatchNormalization(momentum=bn, name=f"ds{i}_pw_bn")(x)
-        x = keras.layers.ReLU(name=f"ds{i}_pw_relu")(x)
+        x = _block(x, scaled_width(width, mult), arch, f"ds{i}")
     if arch["head"] == "gap":
-        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     else:
-        x = keras.layers.MaxPool2D(name="head_pool")(x)
-        x = keras.layers.Flatten(name="flatten")(x)
+        x = layers.MaxPool2D(name="head_pool")(x)
+        x = layers.Flatten(name="flatten")(x)
     if arch["dropout"] > 0:
-        x = keras.layers.Dropout(arch["dropout"], name="head_drop")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+        x = layers.Dropout(arch["dropout"], name="head_drop")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name="student")
+
+
+def _conv_bn(x, layer, bn: float, name: str, relu: bool = True):
+    x = layer(x)
+    x = keras.layers.BatchNormalization(momentum=bn, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _squeeze_excite(x, name: str):
+    channels = int(x.shape[-1])
+    s = keras.layers.GlobalAveragePooling2D(name=f"{name}_se_pool")(x)
+    s = keras.layers.Dense(max(channels // 4, 4), activation="relu", name=f"{name}_se_reduce")(s)
+    s = keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(s)
+    s = keras.layers.Reshape((1, 1, channels), name=f"{name}_se_reshape")(s)
+    return keras.layers.Multiply(name=f"{name}_se_scale")([x, s])
+
+
+def _block(x, width: int, arch: dict, name: str):
+    layers, bn, k = keras.layers, arch["bn_momentum"], int(arch["kernel_size"])
+    if arch["block"] == "standard":
+        x = _conv_bn(x, layers.Conv2D(width, k, padding="same", use_bias=False, name=f"{name}_conv"), bn, name)
+        return _squeeze_excite(x, name) if arch["squeeze_excite"] else x
+    expansion, inputs = int(arch["expansion"]), x
+    if expansion > 1:
+        x = _conv_bn(x, layers.Conv2D(int(x.shape[-1]) * expansion, 1, use_bias=False, name=f"{name}_expand"),
+                     bn, f"{name}_expand")  # fmt: skip
+    x = _conv_bn(x, layers.DepthwiseConv2D(k, padding="same", use_bias=False, name=f"{name}_dw"), bn, f"{name}_dw")
+    if arch["squeeze_excite"]:
+        x = _squeeze_excite(x, name)
+    x = _conv_bn(x, layers.Conv2D(width, 1, use_bias=False, name=f"{name}_pw"), bn, f"{name}_pw", relu=expansion == 1)
+    if expansion > 1 and int(inputs.shape[-1]) == width:
+        x = layers.Add(name=f"{name}_residual")([inputs, x])
+    return x
 
 
 # ---- losses: each takes a batch of tensors and returns a scalar ----
