@@ -29,7 +29,7 @@ log = logging.getLogger("edgesmith.search")
 CSV_COLUMNS = (
     "trial_id", "status", "rejected", "score", "accuracy", "latency_ms", "measured_latency_ms",
     "predicted_latency_ms", "size_bytes", "params", "macs", "memory_access_bytes", "pareto", "depth", "ds_widths",
-    "kernel_size", "block", "expansion", "squeeze_excite", "width_multiplier", "head", "train_seconds", "seconds",
+    "kernel_size", "block", "expansion", "squeeze_excite", "stem_stride", "width_multiplier", "head", "train_seconds", "seconds",
 )  # fmt: skip
 # The search params that do not change which trials run or what they score.
 NOT_HASHED = ("max_trials", "bench_runs", "bench_seconds")
@@ -39,7 +39,7 @@ def search_space(p: dict) -> dict:
     """The search space from params, with the checks the schema cannot express."""
     from pipelines.vision.search import SEARCH_BLOCKS, SEARCH_HEADS
 
-    space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "width_percents", "depths", "widths")}
+    space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
     for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
         items = [c.strip() for c in p[key].split(",") if c.strip()]
         if not items or any(c not in allowed for c in items):
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         take = order[: p["train_samples"]] if p["train_samples"] else order
         data = {"x_train": ds.x_train[take], "y_train": ds.y_train[take], "x_val": ds.x_val, "y_val": ds.y_val}
         bench_settings = {**bench.settings(st.params["benchmark"]), "warmup_runs": 10, "min_runs": p["bench_runs"],
-                          "min_seconds": p["bench_seconds"], "instances": 1}  # fmt: skip
+                          "min_seconds": p["bench_seconds"]}  # fmt: skip
         decides = {k: v for k, v in p.items() if k not in NOT_HASHED}
         # a trial's result depends on the params, the data and the code that builds, trains and scores it
         code = {m.__name__: io.sha256_path(m.__file__)[:16] for m in (search, distill, train, convert)}

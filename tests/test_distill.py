@@ -201,3 +201,15 @@ def test_search_json_overrides_the_student_params_and_is_checked(tmp_path):
     (tmp_path / "c.json").write_text('{"depth": 3}')
     with pytest.raises(UserError, match="unknown student key 'depth'"):
         student_arch(ARCH, str(tmp_path / "c.json"))
+
+
+def test_stem_stride_replaces_the_first_pool_with_a_strided_conv():
+    from pipelines.vision import distill
+
+    pooled = distill.build_student((16, 16, 1), 10, ARCH)
+    strided = distill.build_student((16, 16, 1), 10, {**ARCH, "stem_stride": True})
+    names = [layer.name for layer in strided.layers]
+    assert "stem0_pool" not in names and "stem1_pool" in names
+    assert strided.get_layer("stem0_conv").strides == (2, 2) and strided.get_layer("stem1_conv").strides == (1, 1)
+    assert strided.get_layer("stem0_relu").output.shape[1:3] == pooled.get_layer("stem0_pool").output.shape[1:3]
+    assert strided.count_params() == pooled.count_params()  # same weights, a quarter of the first conv's MACs

@@ -62,7 +62,7 @@ def test_search_arch_json_round_trips_into_build_student(tmp_path):
     from stages.distill import student_arch
 
     student = params_yaml()["student"]
-    values = {"kernel_size": 5, "block": "separable", "expansion": 2, "squeeze_excite": True, "width_percent": 75,
+    values = {"kernel_size": 5, "block": "separable", "expansion": 2, "squeeze_excite": True, "stem_stride": True, "width_percent": 75,
               "depth": 2, "width0": 32, "width1": 64, "head": "gap"}  # fmt: skip
     arch = search.arch_from_values(values)
     (tmp_path / "best.json").write_text(json.dumps({"student": arch, "trial_id": "03", "score": 0.8}))
@@ -70,7 +70,7 @@ def test_search_arch_json_round_trips_into_build_student(tmp_path):
     assert read == {**student, **arch}
     direct = distill.build_student((28, 28, 1), 10, {**student, **arch})
     assert distill.build_student((28, 28, 1), 10, read).count_params() == direct.count_params()
-    assert read["expansion"] == 2 and read["width_multiplier"] == 0.75 and read["ds_widths"] == [32, 64]
+    assert read["expansion"] == 2 and read["stem_stride"] is True and read["width_multiplier"] == 0.75 and read["ds_widths"] == [32, 64]
     standard = search.arch_from_values({**values, "block": "standard"})
     assert standard["expansion"] == 1  # expansion only means something in separable blocks
 

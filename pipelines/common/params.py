@@ -164,6 +164,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "expansion": Int(1, 8),  # separable blocks: > 1 is an inverted residual (1x1 expand, linear projection)
         "squeeze_excite": Bool,  # SE after each block's depthwise (or standard) conv
         "width_multiplier": Float(0.0, 4.0, low_open=True),  # scales every width (rounded to multiples of 8 unless 1)
+        "stem_stride": Bool,  # the first stem conv strides by 2 instead of conv + max-pool
     },
     "search": {
         # hardware-aware search of the student family (pipelines/vision/search.py, stages/search.py)
@@ -192,6 +193,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "blocks": Str,  # comma-separated subset of separable, standard
         "expansions": Field("int_list", 1, 8, min_items=1),  # separable blocks only
         "squeeze_excite": Choice("never", "always", "both"),
+        "stem_stride": Choice("never", "always", "both"),  # the first stem conv strided instead of pooled
         "width_percents": Field("int_list", 1, 400, min_items=1),  # width multiplier x 100
         "depths": Field("int_list", 0, 8, min_items=1),  # number of blocks after the stem
         "widths": Field("int_list", 1, 2048, min_items=1),  # width of each block, chosen per block

@@ -72,7 +72,7 @@ PROBE_IMAGES = 8
 
 
 def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperParameters:
-    """Kernel size, block type, expansion (separable blocks only), squeeze-excite, width multiplier,
+    """Kernel size, block type, expansion (separable blocks only), squeeze-excite, strided stem, width multiplier,
     depth and the width of each block that depth makes active, head."""
     hp.Choice("kernel_size", list(space["kernel_sizes"]))
     hp.Choice("block", list(space["blocks"]))
@@ -80,6 +80,7 @@ def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperPa
         hp.Choice("expansion", list(space["expansions"]))
     se = {"never": [False], "always": [True], "both": [False, True]}[space["squeeze_excite"]]
     hp.Choice("squeeze_excite", se)
+    hp.Choice("stem_stride", {"never": [False], "always": [True], "both": [False, True]}[space["stem_stride"]])
     hp.Choice("width_percent", list(space["width_percents"]))
     depths = sorted(space["depths"])
     hp.Choice("depth", depths)
@@ -100,6 +101,7 @@ def arch_from_values(values: Mapping[str, Any]) -> dict[str, Any]:
         "block": block,
         "expansion": int(values.get("expansion", 1)) if block == "separable" else 1,
         "squeeze_excite": bool(values["squeeze_excite"]),
+        "stem_stride": bool(values["stem_stride"]),
         "width_multiplier": int(values["width_percent"]) / 100,
     }
 
@@ -324,7 +326,7 @@ def values_of(student: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str,
     s = {**STUDENT_DEFAULTS, **student}
     widths = list(s["ds_widths"])
     values = {"kernel_size": s["kernel_size"], "block": s["block"], "squeeze_excite": bool(s["squeeze_excite"]),
-              "width_percent": round(s["width_multiplier"] * 100), "depth": len(widths), "head": s["head"],
+              "stem_stride": bool(s["stem_stride"]), "width_percent": round(s["width_multiplier"] * 100), "depth": len(widths), "head": s["head"],
               **{f"width{i}": w for i, w in enumerate(widths)}}  # fmt: skip
     if s["block"] == "separable":
         values["expansion"] = s["expansion"]
