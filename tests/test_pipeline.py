@@ -35,9 +35,11 @@ STAGES = ["data", "search", "teacher", "distill", "prune", "quantize", "calibrat
 CHAIN = ["teacher_fp32", "teacher_int8", "student_baseline_int8", "student_kd_int8", "student_pruned_int8"]
 GRAPH_STAGES = ["graph_data", "gnn_search", "gnn_train", "gnn_distill", "gnn_export", "gnn_benchmark", "gnn_report"]
 # Each long stage is killed once a line of its own output shows it is halfway; its outputs must then be absent.
+# In the order `dvc repro` runs them (teacher before its sibling search): a stage that finished before an
+# earlier kill would not run again to be killed.
 KILLS = {
-    "search": (r"search: trial \S+ .*-> val accuracy", ["models/student_arch.json"]),  # after its first trial
     "teacher": (r"epoch 1/", ["models/teacher.keras"]),
+    "search": (r"search: trial \S+ .*-> val accuracy", ["models/student_arch.json"]),  # after its first trial
     "quantize": (r"quantize: teacher_fp32 accuracy", ["models/tflite"]),
     "calibration_suite": (r"calibration_suite: \w+ \(\d+ parameters\)", ["models/calibration"]),
     "gnn_search": (r"gnn_search: trial \S+ ", ["models/graph/search.json"]),  # the first of 3 trials (below)
