@@ -41,7 +41,7 @@ def model_rows(quantized: Mapping[str, Mapping], measured: Mapping[str, Mapping]
     for name, q in quantized.items():
         m = measured.get(name, {})
         row = {f: None for f in (*FIELDS, *EXTRA_FIELDS)}
-        row.update({k: q.get(k) for k in FIELDS if k in q})
+        row.update({k: q[k] for k in (*FIELDS, *EXTRA_FIELDS) if k in q})
         row.update({k: m[k] for k in (*FIELDS, *EXTRA_FIELDS) if k in m and k not in ("file", "size_bytes")})
         row["name"] = name
         rows.append(row)
