@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from pipelines.common import budget, io
 from pipelines.common.errors import UserError
@@ -42,6 +48,60 @@ def student_arch(params: dict, arch_path: str | None) -> dict:
     return arch
 
 
+def train_student(job: dict) -> dict:
+    """One student of one seed: build, train on `job['loss']`, test; saved to `job['save']` when
+    set. Runs in a worker process (`distill.workers` > 1) or in the stage's own."""
+    from pipelines.vision import distill, models, train
+    from pipelines.vision.data import Dataset
+    from pipelines.vision.tfk import seed_everything
+
+    p, loss = job["distill"], distill.DistillLoss(**job["loss"])
+    ds = Dataset.load(job["data"])
+    seed_everything(job["seed"])
+    if p["born_again"]:
+        model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), job["teacher_params"])
+    else:
+        model = distill.build_student(ds.x_train.shape[1:], len(ds.class_names), job["arch"])
+    teacher = models.load_model(job["teacher"]) if loss.uses_features else None
+    log.info("distill: seed %d, %s student (%d parameters)", job["seed"], job["kind"], model.count_params())
+    t0 = time.time()
+    history = distill.fit_student(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, p, job["seed"],
+                                  targets=job["targets"], teacher=teacher)  # fmt: skip
+    result = {
+        "kind": job["kind"],
+        "accuracy": distill.accuracy(model, ds.x_test, ds.y_test),
+        "val_accuracy": history["val_accuracy"][-1],
+        "seconds": round(time.time() - t0, 1),
+        "params": int(model.count_params()),
+    }
+    log.info("distill: seed %d, %s student: test accuracy %.4f (%.0f s)", job["seed"], job["kind"],
+             result["accuracy"], result["seconds"])  # fmt: skip
+    if job["save"]:
+        model.save(job["save"])
+    return result
+
+
+def _worker_init(threads: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from pipelines.vision.tfk import tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
+    """`train_student` for every job, in order: here, or in `workers` fresh processes side by side,
+    each with an equal share of the cores for TensorFlow's threads (two one-thread students
+    trained 1.2x faster together than one after the other with two threads each, on 2 cores)."""
+    if workers <= 1:
+        return [train_student(job) for job in jobs]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    log.info("distill: %d students in %d worker processes, %d TensorFlow thread(s) each", len(jobs), workers, threads)
+    context = multiprocessing.get_context("spawn")  # TensorFlow's runtime does not survive a fork
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+        return list(pool.map(train_student, jobs))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m stages.distill", description=__doc__)
     ap.add_argument("--params", default="params.yaml")
@@ -57,7 +117,6 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("distill", args.params, sections=sections, inputs=inputs) as st:
         from pipelines.vision import distill, models, train
         from pipelines.vision.data import Dataset
-        from pipelines.vision.tfk import seed_everything
 
         p = st.params["distill"]
         arch = student_arch(st.params["student"], args.arch)
@@ -79,37 +138,28 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.time()
         targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"])
         target_s = time.time() - t0
-        shape, classes = ds.x_train.shape[1:], len(ds.class_names)
-
-        def build():
-            if p["born_again"]:
-                return train.build_teacher(shape, classes, st.params["teacher"])
-            return distill.build_student(shape, classes, arch)
-
-        runs, saved = [], {}
+        jobs = []
         for i in range(p["seeds"]):
-            seed = st.seed + i
-            run = {"seed": seed}
             for kind, kind_loss in (("baseline", loss.labels_only()), ("kd", loss)):
-                seed_everything(seed)
-                model = build()
-                t1 = time.time()
-                log.info("distill: seed %d, %s student (%d parameters)", seed, kind, model.count_params())
-                history = distill.fit_student(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, kind_loss, p,
-                                              seed, targets=targets, teacher=teachers[0])  # fmt: skip
-                run[f"{kind}_accuracy"] = distill.accuracy(model, ds.x_test, ds.y_test)
-                run[f"{kind}_val_accuracy"] = history["val_accuracy"][-1]
-                run[f"{kind}_seconds"] = round(time.time() - t1, 1)
-                if i == 0:
-                    saved[kind] = model
+                jobs.append({"seed": st.seed + i, "kind": kind, "loss": vars(kind_loss), "save": i == 0})
+        common = {"data": args.data, "arch": arch, "distill": p, "teacher_params": st.params["teacher"],
+                  "teacher": args.teacher, "targets": targets}  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp, io.atomic_dir(args.out) as out:
+            results = run_jobs([{**common, **job, "save": str(Path(tmp) / f"student_{job['kind']}.keras")
+                                 if job["save"] else None} for job in jobs], p["workers"])  # fmt: skip
+            for job in jobs:
+                if job["save"]:
+                    shutil.move(str(Path(tmp) / f"student_{job['kind']}.keras"), out / f"student_{job['kind']}.keras")
+        runs = []
+        for i in range(p["seeds"]):
+            run = {"seed": st.seed + i}
+            for r in results[2 * i : 2 * i + 2]:
+                run.update({f"{r['kind']}_{k}": r[k] for k in ("accuracy", "val_accuracy", "seconds")})
             run["kd_gain_points"] = round((run["kd_accuracy"] - run["baseline_accuracy"]) * 100, 3)
-            log.info("distill: seed %d baseline %.4f, distilled %.4f, gain %+.2f points", seed,
+            log.info("distill: seed %d baseline %.4f, distilled %.4f, gain %+.2f points", run["seed"],
                      run["baseline_accuracy"], run["kd_accuracy"], run["kd_gain_points"])  # fmt: skip
             runs.append(run)
-        with io.atomic_dir(args.out) as out:
-            for kind, model in saved.items():
-                model.save(out / f"student_{kind}.keras")
-        kd = saved["kd"]
+        params_count = results[1]["params"]
         metrics = {
             "teacher_accuracy": teacher_accuracy,
             "teachers": len(teachers),
@@ -117,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
             "snapshot_seconds": round(snapshot_s, 1),
             "born_again": p["born_again"],
             "architecture": "teacher" if p["born_again"] else arch,
-            "student_params": int(kd.count_params()),
+            "student_params": params_count,
+            "workers": p["workers"],
             "loss": {k: v for k, v in vars(loss).items()},
             "seeds": [r["seed"] for r in runs],
             "runs": runs,

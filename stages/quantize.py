@@ -1,5 +1,6 @@
 """Stage `quantize`: convert each Keras model to fp32 and full-integer int8 TFLite; convert the
-chain's model (`--chain`) also in the `quantize.chain_modes` (dynamic range, float16, QAT); check
+chain's model (`--chain`) also in the `quantize.chain_modes` (dynamic range, float16, QAT), and every
+model that has the `quantize.float_layers` also to int8 with those layers in float (`_mixed_int8`); check
 every file against the accuracy budget (`budget.max_accuracy_drop` points below the teacher) and,
 when the chain's int8 file breaks it, try QAT, then selective quantization (the worst layers by
 the quantization debugger kept in float) until it holds. Every .tflite file is evaluated on the
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = {"data": args.data, **{name: path for name, path in args.model}}
     with Stage("quantize", args.params, sections=["quantize", "budget"], inputs=inputs) as st:
         from pipelines.edge import evaluate
-        from pipelines.vision import convert, distill, prune
+        from pipelines.vision import convert, distill, prune, quantize
         from pipelines.vision.data import Dataset
         from pipelines.vision.models import load_model
 
@@ -98,9 +99,14 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 return entry
 
+            float_layers = [n.strip() for n in (p["float_layers"] or "").split(",") if n.strip()]
             for name, model in keras_models.items():
                 add(f"{name}_fp32", convert.to_tflite_fp32(model), "float32", name)
                 add(f"{name}_int8", convert.to_tflite_int8(model, calib), "int8", name)
+                if float_layers and all(layer in {x.name for x in model.layers} for layer in float_layers):
+                    keep = quantize.layer_tensors(model, calib[:100], float_layers)
+                    add(f"{name}_mixed_int8", quantize.selective_int8(model, calib, keep), "mixed", name,
+                        float_layers=float_layers)  # fmt: skip
 
             chain = None
             if args.chain:

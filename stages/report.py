@@ -8,10 +8,12 @@ import logging
 from pathlib import Path
 
 from pipelines.common import io, report, tracking
+from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.report")
 REFERENCE = "teacher_fp32"  # the accuracy budget is counted from the teacher's fp32 file
+DTYPES = ("float32", "dynamic", "float16", "int8", "mixed")  # the quantize stage's file kinds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,12 +36,17 @@ def main(argv: list[str] | None = None) -> None:
         calibration = io.read_json(args.calibration)
         quantized = io.read_json(args.quantize)
         rows = report.model_rows(quantized["models"], measured["models"])
-        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE)
+        dtypes = [d.strip() for d in (p["final_dtypes"] or "").split(",") if d.strip()]
+        if set(dtypes) - set(DTYPES):
+            raise UserError(f"report.final_dtypes must be a comma-separated subset of {', '.join(DTYPES)}, "
+                            f"got {p['final_dtypes']!r}")  # fmt: skip
+        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes)
         doc = {
             "pipeline": "vision",
             "git_commit": tracking.git_commit(st.params_path.parent),
             "final": final,
-            "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"]},
+            "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"],
+                          "dtypes": dtypes or None},
             "pareto_front": report.pareto_front(rows),
             "host": measured.get("host"),
             "cost_model": {

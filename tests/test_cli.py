@@ -66,7 +66,7 @@ def test_analyze_and_calibrate_commands(tiny_models, tmp_path, capsys):
     assert rc == 0
     result = json.loads((tmp_path / "c.json").read_text())
     assert set(result["profile"]) == {"peak_gmacs_fp32", "peak_gmacs_int8", "vector_efficiency", "bandwidth_gbs",
-                                      "op_overhead_us"}  # fmt: skip
+                                      "op_overhead_us", "min_depth_fp32", "min_depth_int8"}  # fmt: skip
     assert set(result["fit"]["models"]) == {"m0_fp32", "m0_int8", "m1_fp32", "m1_int8"}
     assert "fit: median |error|" in capsys.readouterr().out
     (suite / "m0_fp32.tflite").unlink()

@@ -9,8 +9,11 @@ from pipelines.edge import calibrate, cost
 PROFILE = {"peak_gmacs_fp32": 10.0, "peak_gmacs_int8": 40.0, "vector_efficiency": 0.5, "bandwidth_gbs": 5.0, "op_overhead_us": 2.0}
 
 
-def op(macs, mac_bytes, dtype="float32", index=0, kind="CONV_2D"):
-    return {"index": index, "op": kind, "dtype": dtype, "macs": macs, "memory_access_bytes": mac_bytes}
+def op(macs, mac_bytes, dtype="float32", index=0, kind="CONV_2D", output_shape=None):
+    row = {"index": index, "op": kind, "dtype": dtype, "macs": macs, "memory_access_bytes": mac_bytes}
+    if output_shape:
+        row["output_shape"] = output_shape
+    return row
 
 
 def test_roofline_takes_the_slower_of_compute_and_memory_plus_overhead():
@@ -71,3 +74,31 @@ def test_depthwise_ops_run_at_the_vector_efficiency():
     gemm = cost.op_seconds(op(1e7, 10), PROFILE)[0]
     depthwise = cost.op_seconds(op(1e7, 10, kind="DEPTHWISE_CONV_2D"), PROFILE)[0]
     assert depthwise - 2e-6 == pytest.approx((gemm - 2e-6) / PROFILE["vector_efficiency"])
+
+
+def test_a_shallow_gemm_is_charged_as_deep_as_the_profiles_floor():
+    # 3x3 conv from one input channel to 16 at 28x28: 12,544 outputs, depth 9
+    shallow = op(28 * 28 * 16 * 9, 10, "int8", output_shape=[1, 28, 28, 16])
+    assert cost.reduction_depth(shallow) == 9
+    assert cost.reduction_depth(op(100, 10, kind="DEPTHWISE_CONV_2D", output_shape=[1, 10])) is None
+    assert cost.reduction_depth(op(100, 10)) is None  # no output shape: no rule
+    base = cost.op_seconds(shallow, PROFILE)[0] - 2e-6
+    floored = {**PROFILE, "min_depth_int8": 72.0, "min_depth_fp32": 500.0}
+    assert cost.op_seconds(shallow, floored)[0] - 2e-6 == pytest.approx(base * 8)  # as if 72 deep, not 9
+    deep = op(28 * 28 * 16 * 288, 10, "int8", output_shape=[1, 28, 28, 16])  # depth 288: above the floor
+    assert cost.op_seconds(deep, floored) == cost.op_seconds(deep, PROFILE)
+
+
+def test_fit_finds_the_depth_floor_of_shallow_int8_convolutions():
+    truth = {**PROFILE, "min_depth_fp32": 1.0, "min_depth_int8": 60.0}
+    suite = []
+    for i, (cin, dtype) in enumerate([(1, "int8"), (1, "float32"), (4, "int8"), (4, "float32"), (16, "int8"),
+                                      (16, "float32"), (64, "int8"), (64, "float32"), (128, "int8")]):  # fmt: skip
+        outputs = [1, 28, 28, 16]
+        ops = [op(28 * 28 * 16 * 9 * cin, 28 * 28 * (cin + 16), dtype, 0, output_shape=outputs),
+               op(28 * 28 * 16 * 9, 28 * 28 * 32, dtype, 1, kind="DEPTHWISE_CONV_2D", output_shape=outputs)]
+        suite.append({"name": f"m{i}", "ops": ops, "measured_ms": cost.predict_ms(ops, truth)})
+    fitted = calibrate.fit(suite)
+    assert fitted["min_depth_int8"] == pytest.approx(60.0, rel=0.05)
+    assert fitted["min_depth_fp32"] <= 9.0  # no fp32 model is slowed: any floor at or below depth 9 fits
+    assert calibrate.check(suite, fitted)["median_abs_error"] < 0.01

@@ -213,3 +213,30 @@ def test_stem_stride_replaces_the_first_pool_with_a_strided_conv():
     assert strided.get_layer("stem0_conv").strides == (2, 2) and strided.get_layer("stem1_conv").strides == (1, 1)
     assert strided.get_layer("stem0_relu").output.shape[1:3] == pooled.get_layer("stem0_pool").output.shape[1:3]
     assert strided.count_params() == pooled.count_params()  # same weights, a quarter of the first conv's MACs
+
+
+@pytest.mark.slow
+def test_students_train_side_by_side_in_worker_processes(tmp_path):
+    from pipelines.vision import distill
+    from pipelines.vision.data import Dataset
+    from stages.distill import run_jobs
+
+    x, y = _data()
+    Dataset(x[:240], y[:240], x[240:], y[240:], x[240:], y[240:], [str(c) for c in range(int(y.max()) + 1)]).save(
+        tmp_path / "d.npz"
+    )
+    logits = np.eye(int(y.max()) + 1, dtype=np.float32)[y[:240]] * 5
+    targets = distill.TeacherTargets(np.stack([distill.soft_targets(logits, 1.0).numpy()] * 2), np.stack([logits] * 2))
+    common = {"data": str(tmp_path / "d.npz"), "arch": ARCH, "distill": {**TRAIN, "born_again": False},
+              "teacher_params": {}, "teacher": None, "targets": targets}  # fmt: skip
+    jobs = [{**common, "seed": 0, "kind": "baseline", "loss": vars(distill.DistillLoss().labels_only()), "save": None},
+            {**common, "seed": 0, "kind": "kd", "loss": vars(distill.DistillLoss(1.0, 0.5)),
+             "save": str(tmp_path / "kd.keras")}]  # fmt: skip
+    here, apart = run_jobs(jobs, 1), run_jobs(jobs, 2)
+    assert [r["kind"] for r in apart] == ["baseline", "kd"]  # in the order of the jobs, whichever ends first
+    for a, b in zip(here, apart, strict=True):
+        assert 0.0 <= b["accuracy"] <= 1.0 and b["params"] == a["params"] > 0
+        assert abs(a["accuracy"] - b["accuracy"]) <= 0.1  # the same seed: one vs two TensorFlow threads at most
+    from pipelines.vision.models import load_model
+
+    assert load_model(tmp_path / "kd.keras").count_params() == apart[1]["params"]

@@ -78,6 +78,19 @@ def test_selective_quantization_keeps_the_named_layers_in_float(student, tmp_pat
     assert all(v == ("int8", "int8") for k, v in mixed.items() if k != keep)
 
 
+def test_layers_named_in_float_layers_become_float_ops(student, tmp_path):
+    from pipelines.vision import quantize
+
+    model, x, _ = student
+    keep = quantize.layer_tensors(model, x[:40], ["stem0_conv"])
+    assert len(keep) == 1 and "/stem0_conv/" in keep[0]  # the conv, fused with its BatchNorm and ReLU
+    mixed = _layer_dtypes(quantize.selective_int8(model, x[:40], keep), tmp_path, "stem_float")
+    assert mixed[keep[0]] == ("float32", "float32")
+    assert sum(v == ("int8", "int8") for v in mixed.values()) == len(mixed) - 1
+    with pytest.raises(ValueError, match="has no layer named nope"):
+        quantize.layer_tensors(model, x[:40], ["stem0_conv", "nope"])
+
+
 @pytest.mark.slow
 def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_file(student, tmp_path):
     from pipelines.vision import convert, distill, prune, quantize

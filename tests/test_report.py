@@ -34,6 +34,11 @@ def test_final_is_best_ranked_within_the_accuracy_budget():
     assert report.choose_final(r, 1.0, "latency_p50_ms") == "teacher_fp32"
     assert report.choose_final(r, 0.3, "size_bytes") == "teacher_fp32"
     assert report.choose_final(r, 20.0, "size_bytes") == "tiny_int8"
+    # only int8 files may be final: the fastest int8 one, not the faster fp32 teacher
+    assert report.choose_final(r, 1.0, "latency_p50_ms", dtypes=["int8", "mixed"]) == "teacher_int8"
+    assert report.choose_final(r, 1.0, "size_bytes", dtypes=["float32"]) == "teacher_fp32"
+    # no file of those dtypes within the budget: the most accurate model, as with no reference
+    assert report.choose_final(r, 1.0, "size_bytes", dtypes=["float16"]) == "teacher_fp32"
 
 
 def test_pareto_front_drops_dominated_models():

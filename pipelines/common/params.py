@@ -201,6 +201,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "distill": {
         "seeds": Int(1, 20),  # baseline and distilled student trained per seed (base.seed + i)
+        "workers": Int(1, 64),  # students trained side by side in worker processes (1: one after another here)
         "epochs": Int(1),
         "batch_size": Int(1),
         "learning_rate": Float(0.0, 1.0, low_open=True),  # Adam, cosine decay to 0
@@ -234,6 +235,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "chain_modes": OptStr,  # extra conversions of the chain's model: comma-separated dynamic, float16, qat
         "qat_epochs": Int(1),  # quantization-aware fine-tuning (pruning-preserving on a pruned model)
         "qat_learning_rate": Float(0.0, 1.0, low_open=True),
+        "float_layers": OptStr,  # Keras layer names kept in float in each model's extra `_mixed_int8` file
         "selective_max_layers": Int(0),  # at most this many layers kept in float when int8 breaks the budget
     },
     "benchmark": {
@@ -254,11 +256,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
             vector_efficiency=Float(0.0, 1.0, low_open=True),
             bandwidth_gbs=Float(0.0, low_open=True),
             op_overhead_us=Float(0.0),
+            min_depth_fp32=Float(1.0),  # a GEMM with a shallower reduction is charged as this deep
+            min_depth_int8=Float(1.0),
             source=Str,
         ),
     },
     "report": {
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
+        "final_dtypes": OptStr,  # comma-separated dtypes the final model may have (float32, dynamic, float16, int8, mixed)
     },
     # ---- the graph pipeline (PyTorch Geometric) ----
     "graph": {

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,25 @@ def model_rows(quantized: Mapping[str, Mapping], measured: Mapping[str, Mapping]
     return rows
 
 
-def choose_final(rows: list[dict], max_accuracy_drop: float, rank_by: str, reference: str | None = None) -> str:
+def choose_final(
+    rows: list[dict],
+    max_accuracy_drop: float,
+    rank_by: str,
+    reference: str | None = None,
+    dtypes: Sequence[str] | None = None,
+) -> str:
     """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the
-    `reference` model (e.g. the teacher), or of the most accurate model when there is none.
+    `reference` model (e.g. the teacher), or of the most accurate model when there is none, and
+    of one of `dtypes` when given (e.g. only int8 and mixed files).
 
-    Ties are broken by the other of size and p50 latency, then by name.
+    Ties are broken by the other of size and p50 latency, then by name. When no model qualifies,
+    the reference (or the most accurate model) is the answer.
     """
     ref = next((r for r in rows if r["name"] == reference), None)
     best = ref["accuracy"] if ref else max(r["accuracy"] for r in rows)
-    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12] or [ref]
+    ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12
+          and (not dtypes or r.get("dtype") in dtypes)]  # fmt: skip
+    ok = ok or [ref or max(rows, key=lambda r: r["accuracy"])]
     other = "latency_p50_ms" if rank_by == "size_bytes" else "size_bytes"
 
     def key(r: dict) -> tuple:

@@ -5,8 +5,12 @@ device's peak rate for the op's dtype) and its memory traffic (memory-access cos
 device's bandwidth), plus a fixed per-operator overhead (dispatch, cache misses on small
 tensors). GEMM-shaped operators (convolutions, fully-connected) reach the peak; depthwise
 convolutions, pooling and element-wise operators reuse little data per load and reach only
-`vector_efficiency` of it. The model's latency is the sum over operators, as the interpreter runs them one
-after another. NumPy only: this runs on the device side of the project.
+`vector_efficiency` of it. A GEMM whose reduction depth (the products summed per output: kh * kw *
+cin for a convolution, the input units of a dense layer) is below the profile's `min_depth_<dtype>`
+is charged as if it were that deep: kernels are tuned for deep sums, and on x86 XNNPACK an int8
+3x3 convolution from one input channel (depth 9) ran at a sixth of the int8 peak. The model's
+latency is the sum over operators, as the interpreter runs them one after another. NumPy only:
+this runs on the device side of the project.
 """
 
 from __future__ import annotations
@@ -15,15 +19,33 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 PROFILE_KEYS = ("peak_gmacs_fp32", "peak_gmacs_int8", "vector_efficiency", "bandwidth_gbs", "op_overhead_us")
+DEPTH_KEYS = ("min_depth_fp32", "min_depth_int8")  # optional; absent or 1: no shallow-GEMM penalty
 GEMM_OPS = frozenset({"CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"})
+
+
+def reduction_depth(op: Mapping[str, Any]) -> float | None:
+    """Products summed per output element (MACs / output elements) of a GEMM-shaped operator,
+    None when the operator is not one or its output shape is unknown."""
+    if op["op"] not in GEMM_OPS or not op.get("output_shape"):
+        return None
+    outputs = 1
+    for d in op["output_shape"]:
+        outputs *= max(int(d), 1)
+    return op["macs"] / outputs
 
 
 def op_seconds(op: Mapping[str, Any], profile: Mapping[str, Any]) -> tuple[float, str]:
     """(seconds, 'compute' | 'memory' | 'overhead') for one analysed operator on one profile."""
-    peak = profile["peak_gmacs_int8"] if op.get("dtype") in ("int8", "uint8") else profile["peak_gmacs_fp32"]
+    int8 = op.get("dtype") in ("int8", "uint8")
+    peak = profile["peak_gmacs_int8"] if int8 else profile["peak_gmacs_fp32"]
     if op["op"] not in GEMM_OPS:
         peak *= profile["vector_efficiency"]
-    compute = op["macs"] / (peak * 1e9)
+    macs = op["macs"]
+    depth = reduction_depth(op)
+    min_depth = profile.get("min_depth_int8" if int8 else "min_depth_fp32", 1.0)
+    if depth and depth < min_depth:
+        macs *= min_depth / depth
+    compute = macs / (peak * 1e9)
     memory = op["memory_access_bytes"] / (profile["bandwidth_gbs"] * 1e9)
     overhead = profile["op_overhead_us"] * 1e-6
     bound = "compute" if compute >= memory else "memory"
@@ -56,21 +78,22 @@ def fit_profile(
     start: Mapping[str, float] | None = None,
     iterations: int = 60,
 ) -> dict[str, float]:
-    """Fit a profile's five figures to measured latencies [(ops, measured_ms), ...].
+    """Fit a profile's seven figures (PROFILE_KEYS and DEPTH_KEYS) to measured latencies
+    [(ops, measured_ms), ...].
 
     Minimises the mean absolute log error, |log(predicted / measured)|, by coordinate descent
     in log space: each figure in turn is scaled by the best of a shrinking set of factors. The
-    absolute error makes this a median-type fit: a few models the roofline cannot describe (on
-    x86 XNNPACK, an int8 convolution with one input channel runs 6x slower than its fp32 twin)
-    do not pull every other prediction off, as they did with the squared error (the suite's
-    median |error| 16 % with squares, 7 % with absolute values; see the README). The roofline's
+    absolute error makes this a median-type fit: a few models the roofline cannot describe do
+    not pull every other prediction off, as they did with the squared error. The depth floors
+    start at 64, where a 3x3 convolution from one input channel (depth 9) feels them: from 1
+    the first steps would change nothing and the search would never move them. The roofline's
     max() makes the fit non-linear; this search is simple, bounded and needs no SciPy on the
     device.
     """
     import math
 
-    p = dict(start or {"peak_gmacs_fp32": 10.0, "peak_gmacs_int8": 10.0, "vector_efficiency": 0.5,
-                       "bandwidth_gbs": 10.0, "op_overhead_us": 1.0})  # fmt: skip
+    p = {"peak_gmacs_fp32": 10.0, "peak_gmacs_int8": 10.0, "vector_efficiency": 0.5, "bandwidth_gbs": 10.0,
+         "op_overhead_us": 1.0, "min_depth_fp32": 64.0, "min_depth_int8": 64.0, **(start or {})}  # fmt: skip
 
     def loss(q: Mapping[str, float]) -> float:
         return sum(abs(math.log(predict_ms(ops, q) / measured)) for ops, measured in samples) / len(samples)
@@ -79,11 +102,13 @@ def fit_profile(
     step = 4.0
     for _ in range(iterations):
         improved = False
-        for key in PROFILE_KEYS:
+        for key in PROFILE_KEYS + DEPTH_KEYS:
             for factor in (step, 1 / step):
                 trial = {**p, key: max(p[key] * factor, 1e-6)}
                 if key == "vector_efficiency":
                     trial[key] = min(trial[key], 1.0)
+                elif key in DEPTH_KEYS:
+                    trial[key] = max(trial[key], 1.0)
                 value = loss(trial)
                 if value < best - 1e-12:
                     p, best, improved = trial, value, True

@@ -90,6 +90,16 @@ def layer_errors(model: keras.Model, representative_uint8: np.ndarray) -> list[d
     return sorted(rows, key=lambda r: -r["rmse_per_scale"])
 
 
+def layer_tensors(model: keras.Model, representative_uint8: np.ndarray, layers: list[str]) -> list[str]:
+    """The debugger's output tensor names of the ops that Keras layers `layers` became (a layer fused
+    with its BatchNorm and ReLU is one op, named after all three)."""
+    missing = [name for name in layers if name not in {layer.name for layer in model.layers}]
+    if missing:
+        raise ValueError(f"{model.name} has no layer named {', '.join(missing)}")
+    names = [e["tensor_name"] for e in layer_errors(model, representative_uint8)]
+    return [n for n in names if any(f"/{layer}/" in n for layer in layers)]
+
+
 def selective_int8(model: keras.Model, representative_uint8: np.ndarray, keep_float: list[str]) -> bytes:
     """int8 everywhere except the ops whose output tensors are named in `keep_float` (the
     `tensor_name` column of the debugger's statistics; its NumericVerify keys would be ignored).
