@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> None:
         if set(dtypes) - set(DTYPES):
             raise UserError(f"report.final_dtypes must be a comma-separated subset of {', '.join(DTYPES)}, "
                             f"got {p['final_dtypes']!r}")  # fmt: skip
-        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes)
+        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes,
+                                    tie_tolerance=p["tie_tolerance"])  # fmt: skip
         doc = {
             "pipeline": "vision",
             "git_commit": tracking.git_commit(st.params_path.parent),
             "final": final,
             "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"],
-                          "dtypes": dtypes or None},
+                          "dtypes": dtypes or None, "tie_tolerance": p["tie_tolerance"]},
             "pareto_front": report.pareto_front(rows),
             "host": measured.get("host"),
             "cost_model": {

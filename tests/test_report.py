@@ -37,6 +37,15 @@ def test_final_is_best_ranked_within_the_accuracy_budget():
     # only int8 files may be final: the fastest int8 one, not the faster fp32 teacher
     assert report.choose_final(r, 1.0, "latency_p50_ms", dtypes=["int8", "mixed"]) == "teacher_int8"
     assert report.choose_final(r, 1.0, "size_bytes", dtypes=["float32"]) == "teacher_fp32"
+    # p50s within the tolerance tie: the more accurate model wins (teacher_int8 is 20 % slower)
+    r[0]["latency_p50_ms"] = 0.58
+    assert report.choose_final(r, 1.0, "latency_p50_ms") == "teacher_fp32"
+    assert report.choose_final(r, 1.0, "latency_p50_ms", tie_tolerance=0.05) == "teacher_fp32"
+    r[0]["accuracy"] = 0.92
+    assert report.choose_final(r, 1.0, "latency_p50_ms") == "teacher_fp32"  # faster, less accurate
+    assert report.choose_final(r, 1.0, "latency_p50_ms", tie_tolerance=0.05) == "teacher_int8"  # 3 % slower: a tie
+    assert report.choose_final(r, 1.0, "latency_p50_ms", tie_tolerance=0.01) == "teacher_fp32"
+    r[0]["accuracy"], r[0]["latency_p50_ms"] = 0.925, 0.5
     # no file of those dtypes within the budget: the most accurate model, as with no reference
     assert report.choose_final(r, 1.0, "size_bytes", dtypes=["float16"]) == "teacher_fp32"
 

@@ -263,6 +263,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "report": {
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
+        "tie_tolerance": Float(0.0, 1.0),  # rank_by figures this close (relative) tie; the most accurate wins
         "final_dtypes": OptStr,  # comma-separated dtypes the final model may have (float32, dynamic, float16, int8, mixed)
     },
     # ---- the graph pipeline (PyTorch Geometric) ----

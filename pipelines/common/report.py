@@ -54,13 +54,16 @@ def choose_final(
     rank_by: str,
     reference: str | None = None,
     dtypes: Sequence[str] | None = None,
+    tie_tolerance: float = 0.0,
 ) -> str:
     """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the
     `reference` model (e.g. the teacher), or of the most accurate model when there is none, and
     of one of `dtypes` when given (e.g. only int8 and mixed files).
 
-    Ties are broken by the other of size and p50 latency, then by name. When no model qualifies,
-    the reference (or the most accurate model) is the answer.
+    Models within `tie_tolerance` (relative) of the best figure tie, as two p50s closer than the
+    benchmark's run-to-run spread do: among them the most accurate wins. Remaining ties are broken
+    by the other of size and p50 latency, then by name. When no model qualifies, the reference
+    (or the most accurate model) is the answer.
     """
     ref = next((r for r in rows if r["name"] == reference), None)
     best = ref["accuracy"] if ref else max(r["accuracy"] for r in rows)
@@ -68,11 +71,13 @@ def choose_final(
           and (not dtypes or r.get("dtype") in dtypes)]  # fmt: skip
     ok = ok or [ref or max(rows, key=lambda r: r["accuracy"])]
     other = "latency_p50_ms" if rank_by == "size_bytes" else "size_bytes"
+    best_rank = min(_or_inf(r[rank_by]) for r in ok)
+    tied = [r for r in ok if _or_inf(r[rank_by]) <= best_rank * (1 + tie_tolerance)]
 
     def key(r: dict) -> tuple:
-        return (_or_inf(r[rank_by]), _or_inf(r[other]), r["name"])
+        return (-r["accuracy"] if tie_tolerance else 0, _or_inf(r[rank_by]), _or_inf(r[other]), r["name"])
 
-    return min(ok, key=key)["name"]
+    return min(tied, key=key)["name"]
 
 
 def _or_inf(v: Any) -> float:
