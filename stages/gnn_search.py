@@ -10,6 +10,7 @@ import tempfile
 
 from pipelines.common import io
 from pipelines.common.errors import ParamsError, UserError
+from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.gnn_search")
@@ -19,10 +20,7 @@ def search_space(p: dict) -> dict:
     """The search space from params, with the checks the schema cannot express."""
     from pipelines.graph.search import SEARCH_CONVS
 
-    convs = [c.strip() for c in p["convs"].split(",") if c.strip()]
-    bad = [c for c in convs if c not in SEARCH_CONVS]
-    if not convs or bad:
-        raise ParamsError(f"gnn_search.convs must be a comma-separated subset of {', '.join(SEARCH_CONVS)}, got {p['convs']!r}")
+    convs = comma_list(p["convs"], "gnn_search.convs", tuple(SEARCH_CONVS), required=True)
     for low, high in (("dropout_min", "dropout_max"), ("lr_min", "lr_max"), ("weight_decay_min", "weight_decay_max")):
         if p[low] > p[high]:
             raise ParamsError(f"gnn_search.{low} ({p[low]}) must be <= gnn_search.{high} ({p[high]})")

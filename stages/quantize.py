@@ -16,6 +16,7 @@ import numpy as np
 
 from pipelines.common import budget, io
 from pipelines.common.errors import UserError
+from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.quantize")
@@ -27,16 +28,6 @@ def named_path(text: str) -> tuple[str, Path]:
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
     return name, Path(path)
-
-
-def chain_modes(text: str | None) -> list[str]:
-    modes = [m.strip() for m in (text or "").split(",") if m.strip()]
-    bad = [m for m in modes if m not in CHAIN_MODES]
-    if bad:
-        raise UserError(
-            f"quantize.chain_modes must be a comma-separated subset of {', '.join(CHAIN_MODES)}, got {text!r}"
-        )
-    return modes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
         p = st.params["quantize"]
         max_drop = st.params["budget"]["max_accuracy_drop"]
-        modes = chain_modes(p["chain_modes"])
+        modes = comma_list(p["chain_modes"], "quantize.chain_modes", CHAIN_MODES)
         names = [name for name, _ in args.model]
         if args.chain and args.chain not in names:
             raise UserError(f"--chain {args.chain}: no --model of that name (given: {', '.join(names)})")
@@ -99,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 return entry
 
-            float_layers = [n.strip() for n in (p["float_layers"] or "").split(",") if n.strip()]
+            float_layers = comma_list(p["float_layers"], "quantize.float_layers")
             for name, model in keras_models.items():
                 add(f"{name}_fp32", convert.to_tflite_fp32(model), "float32", name)
                 add(f"{name}_int8", convert.to_tflite_int8(model, calib), "int8", name)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from pipelines.common import io, report, tracking
-from pipelines.common.errors import UserError
+from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.report")
@@ -36,10 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         calibration = io.read_json(args.calibration)
         quantized = io.read_json(args.quantize)
         rows = report.model_rows(quantized["models"], measured["models"])
-        dtypes = [d.strip() for d in (p["final_dtypes"] or "").split(",") if d.strip()]
-        if set(dtypes) - set(DTYPES):
-            raise UserError(f"report.final_dtypes must be a comma-separated subset of {', '.join(DTYPES)}, "
-                            f"got {p['final_dtypes']!r}")  # fmt: skip
+        dtypes = comma_list(p["final_dtypes"], "report.final_dtypes", DTYPES)
         final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes,
                                     tie_tolerance=p["tie_tolerance"])  # fmt: skip
         doc = {

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipelines.common import io
 from pipelines.common.errors import ParamsError, UserError
-from pipelines.common.params import params_hash
+from pipelines.common.params import comma_list, params_hash
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.search")
@@ -41,10 +41,7 @@ def search_space(p: dict) -> dict:
 
     space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
     for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
-        items = [c.strip() for c in p[key].split(",") if c.strip()]
-        if not items or any(c not in allowed for c in items):
-            raise ParamsError(f"search.{key} must be a comma-separated subset of {', '.join(allowed)}, got {p[key]!r}")
-        space[key] = items
+        space[key] = comma_list(p[key], f"search.{key}", tuple(allowed), required=True)
     if p["tournament"] > p["population"]:
         raise ParamsError(f"search.tournament ({p['tournament']}) must be <= search.population ({p['population']})")
     return space
@@ -75,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("search", args.params, sections=sections, inputs={"data": args.data}) as st:
         p, student = st.params["search"], st.params["student"]
         space = search_space(p)
-        modes = [m.strip() for m in (st.params["quantize"]["chain_modes"] or "").split(",")]
+        modes = comma_list(st.params["quantize"]["chain_modes"], "quantize.chain_modes")
         if p["squeeze_excite"] != "never" and "qat" in modes:
             raise ParamsError("search.squeeze_excite must be 'never' while quantize.chain_modes has qat: tfmot's "
                               "quantization-aware training has no rule for squeeze-excite's Multiply layer")  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipelines.common.errors import ParamsError
-from pipelines.common.params import SCHEMA, load_params, validate
+from pipelines.common.params import SCHEMA, comma_list, load_params, validate
 from tests.conftest import QUICK, ROOT, run_env
 
 GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -83,6 +83,15 @@ def test_bad_value_names_the_key_what_is_allowed_and_what_was_given(key, value, 
         validate(edited(key, value))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_comma_list_strips_items_and_names_the_key_on_a_bad_one():
+    assert comma_list(" int8, mixed ,", "report.final_dtypes", ("int8", "mixed")) == ["int8", "mixed"]
+    assert comma_list(None, "quantize.float_layers") == []
+    with pytest.raises(ParamsError, match=r"report.final_dtypes must be a comma-separated subset of int8, mixed, got 'int4'"):
+        comma_list("int4", "report.final_dtypes", ("int8", "mixed"))
+    with pytest.raises(ParamsError, match="search.blocks must be a comma-separated subset"):
+        comma_list(" , ", "search.blocks", ("separable", "standard"), required=True)
 
 
 def test_missing_key_and_missing_section():

@@ -75,3 +75,21 @@ def test_teacher_stage_twice_in_fresh_processes_gives_the_same_accuracy_to_the_l
         results.append(({k: metrics[k] for k in ("test_accuracy", "val_accuracy")}, (out / "history.csv").read_text()))
     assert results[0] == results[1]
     assert 0.0 < results[0][0]["test_accuracy"] <= 1.0
+
+
+def test_training_stream_gives_every_image_once_per_epoch_in_a_new_order():
+    from pipelines.vision import train
+
+    x = np.arange(70, dtype=np.uint8).reshape(70, 1, 1, 1)
+    y = np.arange(70) % 10
+    p = {**P, "batch_size": 16, "augment_flip": False, "augment_shift": 0}
+    steps = int(np.ceil(70 / 16))
+    batches = iter(train.training_stream(x, y, p, seed=3, num_classes=10))
+    epochs = []
+    for _ in range(3):
+        images, labels = zip(*(next(batches) for _ in range(steps)), strict=True)
+        pixels = np.rint(np.concatenate(images).ravel() * 255).astype(int)
+        assert sorted(pixels) == list(range(70))
+        assert np.array_equal(np.concatenate(labels).argmax(-1), pixels % 10)
+        epochs.append(pixels)
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])

@@ -354,6 +354,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
 }
 
 
+def comma_list(text: str | None, key: str, allowed: tuple[str, ...] | None = None, required: bool = False) -> list[str]:
+    """The items of a comma-separated params string (null or blank: none), stripped.
+
+    ParamsError naming `key` when an item is not in `allowed`, or when `required` and there is none.
+    """
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    if (required and not items) or (allowed is not None and any(item not in allowed for item in items)):
+        what = f"a comma-separated subset of {', '.join(allowed)}" if allowed is not None else "a comma-separated list"
+        raise ParamsError(f"{key} must be {what}, got {text!r}")
+    return items
+
+
 def load_params(path: str | Path, sections: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read and validate a params file; return the requested sections (all by default)."""
     path = Path(path)
