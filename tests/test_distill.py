@@ -34,6 +34,26 @@ def test_hinton_loss_on_hand_made_logits():
     assert float(batch) == pytest.approx(math.log(4) / 2, rel=1e-5)
 
 
+def test_decoupled_kd_on_hand_made_logits_and_its_sum_is_hinton():
+    from pipelines.vision import distill
+
+    # teacher [1/2, 1/4, 1/4], student [1/4, 1/4, 1/2], label 0:
+    # TCKD = KL([1/2, 1/2] || [1/4, 3/4]); NCKD = KL([1/2, 1/2] || [1/3, 2/3])
+    teacher = np.log(np.array([[2.0, 1.0, 1.0]], np.float32))
+    student = np.log(np.array([[1.0, 1.0, 2.0]], np.float32))
+    tckd, nckd = distill.decoupled_losses(student, teacher, np.array([0]), 1.0)
+    assert float(tckd) == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3), rel=1e-5)
+    assert float(nckd) == pytest.approx(0.5 * math.log(3 / 2) + 0.5 * math.log(3 / 4), rel=1e-5)
+    # Hinton's KL = TCKD + (1 - teacher's true-class probability) NCKD, at any T (both scaled by T^2)
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(size=(1, 5)).astype(np.float32), rng.normal(size=(1, 5)).astype(np.float32)
+    for temperature in (1.0, 4.0):
+        tckd, nckd = distill.decoupled_losses(s, t, np.array([3]), temperature)
+        p_true = float(distill.soft_targets(t, temperature)[0, 3])
+        hinton = distill.hinton_loss(s, distill.soft_targets(t, temperature), temperature)
+        assert float(tckd) + (1 - p_true) * float(nckd) == pytest.approx(float(hinton), rel=1e-4)
+
+
 def test_logit_hint_and_attention_losses_on_hand_made_tensors():
     from pipelines.vision import distill
 

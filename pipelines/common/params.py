@@ -209,6 +209,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "temperature": Float(0.0, 100.0, low_open=True),  # T of the Hinton term
         "alpha": Float(0.0, 1.0),  # loss = (1 - alpha) CE(labels) + alpha T^2 KL(teacher_T || student_T) + ...
         "logit_weight": Float(0.0),  # L2 between logits (Ba & Caruana)
+        "dkd_target_weight": Float(0.0),  # decoupled KD: target-class term (TCKD)
+        "dkd_nontarget_weight": Float(0.0),  # decoupled KD: non-target-class term (NCKD)
         "hint_weight": Float(0.0),  # FitNets hints through a 1x1 adapter, per same-size feature pair
         "attention_weight": Float(0.0),  # attention transfer, per same-size feature pair
         "rkd_distance_weight": Float(0.0),  # relational KD on the embeddings feeding the logits

@@ -3,7 +3,8 @@
 Plain functions: arrays and models in, models and numbers out. The losses follow the papers:
 Hinton et al. (2015) soft targets at temperature T scaled by T²; Ba & Caruana (2014) L2 between
 logits; Romero et al. (2015) FitNets hints through a 1×1 adapter; Zagoruyko & Komodakis (2017)
-attention transfer; Park et al. (2019) relational KD (distance and angle). A teacher ensemble
+attention transfer; Park et al. (2019) relational KD (distance and angle); Zhao et al. (2022)
+decoupled KD (target-class and non-target-class terms weighted apart). A teacher ensemble
 averages its members' softened outputs (and logits); born-again mode gives the student the
 teacher's own architecture.
 """
@@ -139,6 +140,36 @@ def logit_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tenso
     return tf.reduce_mean(tf.square(student_logits - tf.convert_to_tensor(teacher_logits, tf.float32)))
 
 
+def decoupled_losses(
+    student_logits: tf.Tensor, teacher_logits: tf.Tensor, labels: tf.Tensor, temperature: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Decoupled KD (Zhao et al., 2022): Hinton's KL split into two parts, each scaled by T².
+
+    TCKD: KL between the binary (true class, all others) probabilities of teacher and student.
+    NCKD: KL between their distributions over the other classes alone, renormalised. In Hinton's
+    loss NCKD is weighted by (1 − teacher's true-class probability), so a confident teacher's
+    ranking of the wrong classes is nearly ignored; weighting it apart keeps it.
+    """
+    num_classes = tf.shape(student_logits)[-1]
+    target = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+    s = tf.nn.softmax(student_logits / temperature, axis=-1)
+    t = tf.nn.softmax(tf.convert_to_tensor(teacher_logits, tf.float32) / temperature, axis=-1)
+
+    def binary(p):
+        true = tf.reduce_sum(p * target, axis=-1)
+        return tf.stack([true, 1.0 - true], axis=-1)
+
+    def kl(p, log_q):
+        return tf.reduce_mean(tf.reduce_sum(p * (tf.math.log(tf.maximum(p, 1e-12)) - log_q), axis=-1))
+
+    tckd = kl(binary(t), tf.math.log(tf.maximum(binary(s), 1e-12)))
+    masked = 1000.0 * target  # removes the true class from both softmaxes
+    t_other = tf.nn.softmax(tf.convert_to_tensor(teacher_logits, tf.float32) / temperature - masked, axis=-1)
+    log_s_other = tf.nn.log_softmax(student_logits / temperature - masked, axis=-1)
+    nckd = kl(t_other, log_s_other)
+    return temperature**2 * tckd, temperature**2 * nckd
+
+
 def hint_loss(adapted_student: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
     """FitNets: mean squared error between the adapted student feature map and the teacher's."""
     return tf.reduce_mean(tf.square(adapted_student - teacher_features))
@@ -209,6 +240,8 @@ class DistillLoss:
     attention_weight: float = 0.0
     rkd_distance_weight: float = 0.0
     rkd_angle_weight: float = 0.0
+    dkd_target_weight: float = 0.0
+    dkd_nontarget_weight: float = 0.0
 
     @classmethod
     def from_params(cls, p: dict) -> DistillLoss:
@@ -223,15 +256,20 @@ class DistillLoss:
         return self.rkd_distance_weight > 0 or self.rkd_angle_weight > 0
 
     @property
+    def uses_decoupled(self) -> bool:
+        return self.dkd_target_weight > 0 or self.dkd_nontarget_weight > 0
+
+    @property
     def uses_teacher(self) -> bool:
-        return self.alpha > 0 or self.logit_weight > 0 or self.uses_features
+        return self.alpha > 0 or self.logit_weight > 0 or self.uses_decoupled or self.uses_features
 
     def labels_only(self) -> DistillLoss:
         return DistillLoss(temperature=self.temperature)
 
     def logits_only(self) -> DistillLoss:
         """The same mix without the feature terms (for students whose layers are wrapped, e.g. pruned)."""
-        return DistillLoss(self.temperature, self.alpha, self.logit_weight)
+        return DistillLoss(self.temperature, self.alpha, self.logit_weight, dkd_target_weight=self.dkd_target_weight,
+                           dkd_nontarget_weight=self.dkd_nontarget_weight)  # fmt: skip
 
 
 # ---- teachers: precomputed targets and feature taps ----
@@ -342,6 +380,9 @@ def fit_student(
             value += loss.alpha * hinton_loss(s_logits, probs, loss.temperature)
         if loss.logit_weight > 0:
             value += loss.logit_weight * logit_loss(s_logits, logits)
+        if loss.uses_decoupled:
+            tckd, nckd = decoupled_losses(s_logits, logits, y, loss.temperature)
+            value += loss.dkd_target_weight * tckd + loss.dkd_nontarget_weight * nckd
         if loss.uses_features:
             t_outs = t_model(x, training=False)
             s_feats, t_feats = outs[: len(pairs)], t_outs[: len(pairs)]
