@@ -270,4 +270,6 @@ def test_check_budget_and_markdown_on_the_real_report(run):
     md = subprocess.run([*cli, "report", "profiles/quick/metrics/report.json", "--markdown", "--params",
                          "profiles/quick/params.yaml"], cwd=project, capture_output=True, text=True,
                         env=project_env(project), timeout=120)  # fmt: skip
-    assert md.returncode == 0 and "Budget: within budget" in md.stdout and "| **teacher_int8** |" in md.stdout
+    final = io.read_json(quick / "metrics" / "report.json")["final"]
+    assert md.returncode == 0 and "Budget: within budget" in md.stdout, md.stdout + md.stderr
+    assert f"final model: **`{final}`**" in md.stdout and f"| **{final}** |" in md.stdout, md.stdout
