@@ -20,7 +20,7 @@ def search_space(p: dict) -> dict:
     """The search space from params, with the checks the schema cannot express."""
     from pipelines.graph.search import SEARCH_CONVS
 
-    convs = comma_list(p["convs"], "gnn_search.convs", tuple(SEARCH_CONVS), required=True)
+    convs = comma_list(p["convs"], "gnn_search.convs", SEARCH_CONVS, required=True)
     for low, high in (("dropout_min", "dropout_max"), ("lr_min", "lr_max"), ("weight_decay_min", "weight_decay_max")):
         if p[low] > p[high]:
             raise ParamsError(f"gnn_search.{low} ({p[low]}) must be <= gnn_search.{high} ({p[high]})")

@@ -41,7 +41,7 @@ def search_space(p: dict) -> dict:
 
     space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
     for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
-        space[key] = comma_list(p[key], f"search.{key}", tuple(allowed), required=True)
+        space[key] = comma_list(p[key], f"search.{key}", allowed, required=True)
     if p["tournament"] > p["population"]:
         raise ParamsError(f"search.tournament ({p['tournament']}) must be <= search.population ({p['population']})")
     return space

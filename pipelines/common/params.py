@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -356,7 +357,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
 }
 
 
-def comma_list(text: str | None, key: str, allowed: tuple[str, ...] | None = None, required: bool = False) -> list[str]:
+def comma_list(text: str | None, key: str, allowed: Sequence[str] | None = None, required: bool = False) -> list[str]:
     """The items of a comma-separated params string (null or blank: none), stripped.
 
     ParamsError naming `key` when an item is not in `allowed`, or when `required` and there is none.

@@ -129,10 +129,12 @@ def hinton_loss(student_logits: tf.Tensor, teacher_probs: tf.Tensor, temperature
     The T² keeps the gradient's scale independent of T (Hinton et al., 2015).
     """
     log_student = tf.nn.log_softmax(student_logits / temperature, axis=-1)
-    p = tf.convert_to_tensor(teacher_probs, tf.float32)
-    log_teacher = tf.math.log(tf.maximum(p, 1e-12))
-    kl = tf.reduce_sum(p * (log_teacher - log_student), axis=-1)
-    return temperature**2 * tf.reduce_mean(kl)
+    return temperature**2 * _kl(tf.convert_to_tensor(teacher_probs, tf.float32), log_student)
+
+
+def _kl(p: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
+    """KL(p ‖ q) per row from p and log q, mean over the batch."""
+    return tf.reduce_mean(tf.reduce_sum(p * (tf.math.log(tf.maximum(p, 1e-12)) - log_q), axis=-1))
 
 
 def logit_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tensor:
@@ -150,23 +152,18 @@ def decoupled_losses(
     loss NCKD is weighted by (1 − teacher's true-class probability), so a confident teacher's
     ranking of the wrong classes is nearly ignored; weighting it apart keeps it.
     """
-    num_classes = tf.shape(student_logits)[-1]
-    target = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
-    s = tf.nn.softmax(student_logits / temperature, axis=-1)
-    t = tf.nn.softmax(tf.convert_to_tensor(teacher_logits, tf.float32) / temperature, axis=-1)
+    target = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(student_logits)[-1])
+    s_scaled = student_logits / temperature
+    t_scaled = tf.convert_to_tensor(teacher_logits, tf.float32) / temperature
 
     def binary(p):
         true = tf.reduce_sum(p * target, axis=-1)
         return tf.stack([true, 1.0 - true], axis=-1)
 
-    def kl(p, log_q):
-        return tf.reduce_mean(tf.reduce_sum(p * (tf.math.log(tf.maximum(p, 1e-12)) - log_q), axis=-1))
-
-    tckd = kl(binary(t), tf.math.log(tf.maximum(binary(s), 1e-12)))
+    s_binary = binary(tf.nn.softmax(s_scaled, axis=-1))
+    tckd = _kl(binary(tf.nn.softmax(t_scaled, axis=-1)), tf.math.log(tf.maximum(s_binary, 1e-12)))
     masked = 1000.0 * target  # removes the true class from both softmaxes
-    t_other = tf.nn.softmax(tf.convert_to_tensor(teacher_logits, tf.float32) / temperature - masked, axis=-1)
-    log_s_other = tf.nn.log_softmax(student_logits / temperature - masked, axis=-1)
-    nckd = kl(t_other, log_s_other)
+    nckd = _kl(tf.nn.softmax(t_scaled - masked, axis=-1), tf.nn.log_softmax(s_scaled - masked, axis=-1))
     return temperature**2 * tckd, temperature**2 * nckd
 
 
