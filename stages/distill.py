@@ -25,6 +25,8 @@ from pipelines.common.params import SCHEMA, comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.distill")
+# What a baseline student's accuracy depends on besides its architecture (recorded in the metrics).
+TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "augment_flip", "born_again")
 
 
 def student_arch(params: dict, arch_path: str | None) -> dict:
@@ -81,6 +83,29 @@ def train_student(job: dict) -> dict:
     return result
 
 
+def teachers_and_targets(p: dict, teacher_path: str, resolve, ds, teacher_params: dict, seed: int):
+    """The teacher, the `ensemble_teachers` files (paths through `resolve`) and a snapshot ensemble
+    when `snapshot_cycles` > 0; their averaged outputs on the training images (`TeacherTargets`).
+    Returns (teachers, targets, snapshot seconds, target seconds)."""
+    from pipelines.vision import distill, models, train
+
+    teachers = [models.load_model(teacher_path)]
+    teachers += [models.load_model(resolve(t)) for t in comma_list(p["ensemble_teachers"], "distill.ensemble_teachers")]
+    t0 = time.time()
+    if p["snapshot_cycles"]:
+        log.info("distill: snapshot ensemble, %d cycles of %d epoch(s) from the teacher", p["snapshot_cycles"],
+                 p["snapshot_epochs"])  # fmt: skip
+        teachers += train.snapshot_ensemble(
+            teachers[0], ds.x_train, ds.y_train, ds.x_val, ds.y_val, teacher_params, seed,
+            p["snapshot_cycles"], p["snapshot_epochs"], p["snapshot_learning_rate"],
+        )  # fmt: skip
+    snapshot_s = time.time() - t0
+    t0 = time.time()
+    targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"],
+                                      standardise=p["logit_standardize"])  # fmt: skip
+    return teachers, targets, snapshot_s, time.time() - t0
+
+
 def _worker_init(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from pipelines.vision.tfk import tf
@@ -115,28 +140,17 @@ def main(argv: list[str] | None = None) -> None:
     inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     sections = ["student", "distill", "budget", "teacher"]
     with Stage("distill", args.params, sections=sections, inputs=inputs) as st:
-        from pipelines.vision import distill, models, train
+        from pipelines.vision import distill
         from pipelines.vision.data import Dataset
 
         p = st.params["distill"]
         arch = student_arch(st.params["student"], args.arch)
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        teachers = [models.load_model(args.teacher)]
-        teachers += [models.load_model(st.resolve(t)) for t in comma_list(p["ensemble_teachers"], "distill.ensemble_teachers")]
-        t0 = time.time()
-        if p["snapshot_cycles"]:
-            log.info("distill: snapshot ensemble, %d cycles of %d epoch(s) from the teacher", p["snapshot_cycles"],
-                     p["snapshot_epochs"])  # fmt: skip
-            teachers += train.snapshot_ensemble(
-                teachers[0], ds.x_train, ds.y_train, ds.x_val, ds.y_val, st.params["teacher"], st.seed,
-                p["snapshot_cycles"], p["snapshot_epochs"], p["snapshot_learning_rate"],
-            )  # fmt: skip
-        snapshot_s = time.time() - t0
+        teachers, targets, snapshot_s, target_s = teachers_and_targets(
+            p, args.teacher, st.resolve, ds, st.params["teacher"], st.seed
+        )
         loss = distill.DistillLoss.from_params(p)
-        t0 = time.time()
-        targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"])
-        target_s = time.time() - t0
         jobs = []
         for i in range(p["seeds"]):
             for kind, kind_loss in (("baseline", loss.labels_only()), ("kd", loss)):
@@ -167,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             "architecture": "teacher" if p["born_again"] else arch,
             "student_params": params_count,
             "workers": p["workers"],
+            "training": {k: p[k] for k in TRAINING_KEYS},
             "loss": {k: v for k, v in vars(loss).items()},
             "seeds": [r["seed"] for r in runs],
             "runs": runs,

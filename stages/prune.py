@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         loss = distill.DistillLoss.from_params(dp).logits_only() if p["distill"] else distill.DistillLoss()
         targets = None
         if loss.uses_teacher:
-            targets = distill.teacher_targets(
-                [models.load_model(args.teacher)], ds.x_train, dp["temperature"], dp["augment_flip"]
-            )
+            targets = distill.teacher_targets([models.load_model(args.teacher)], ds.x_train, dp["temperature"],
+                                              dp["augment_flip"], standardise=dp["logit_standardize"])  # fmt: skip
         steps = int(np.ceil(len(ds.x_train) / p["batch_size"]))
         sched, frequency = prune.schedule(
             p["schedule"], p["target_sparsity"], steps * p["epochs"], p["updates_per_epoch"], steps

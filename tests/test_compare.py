@@ -75,6 +75,20 @@ def test_markdown_summary(tmp_path, capsys):
     assert "| **teacher_int8** | int8 | 79.00% | 887,680 | 0.600 ms | 1,048,930 | 19,132,160 |" in md
     assert main(["report", str(path), "--markdown"]) == 0
     assert capsys.readouterr().out.startswith("### edgesmith report")
+    assert "Distillation" not in md  # a report without a compression chain has no distillation line
+
+
+def test_markdown_states_kd_gain_with_its_interval():
+    doc = copy.deepcopy(REPORT)
+    doc["compression_chain"] = {"distill": {
+        "seeds": [42, 43, 44], "baseline_accuracy": {"mean": 0.92173}, "kd_accuracy": {"mean": 0.92343},
+        "kd_gain_points": {"mean": 0.17, "std": 0.1179, "ci95_low": -0.1229, "ci95_high": 0.4629},
+    }}  # fmt: skip
+    md = report.markdown(doc)
+    assert ("Distillation: kd_gain **+0.17** points over the baseline student (seeds 42, 43, 44; std 0.12; "
+            "95 % CI -0.12 to +0.46); baseline 92.17%, distilled 92.34%.") in md  # fmt: skip
+    del doc["compression_chain"]["distill"]["kd_gain_points"]["ci95_low"]  # metrics written before the interval
+    assert "(seeds 42, 43, 44; std 0.12); baseline" in report.markdown(doc)
 
 
 def test_compare_by_experiment_name_commit_run_id_and_file(tmp_path, capsys):

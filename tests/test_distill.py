@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -32,6 +33,31 @@ def test_hinton_loss_on_hand_made_logits():
         np.array([[0.0, math.log(3)], [0.0, 0.0]], np.float32), np.array([[1.0, 0.0], [0.5, 0.5]]), 1.0
     )
     assert float(batch) == pytest.approx(math.log(4) / 2, rel=1e-5)
+
+
+def test_standardised_hinton_ignores_logit_scale_and_shift():
+    from pipelines.vision import distill
+
+    z = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, 1.0]], np.float32)
+    # z-scored rows: mean 0, population std 1; [1, 2, 3] becomes [-sqrt(1.5), 0, sqrt(1.5)]
+    row = distill.standardised(np.array([[1.0, 2.0, 3.0]])).numpy()
+    assert row[0] == pytest.approx([-math.sqrt(1.5), 0.0, math.sqrt(1.5)], abs=1e-5)
+    teacher = distill.soft_targets(np.array([[1.0, 0.0, 0.0], [0.0, 4.0, 2.0]]), 2.0, standardise=True)
+    # teacher targets too: softening 10x the teacher's logits gives the same standardised targets
+    assert distill.soft_targets(np.array([[10.0, 0.0, 0.0], [0.0, 40.0, 20.0]]), 2.0, True).numpy() == pytest.approx(
+        teacher.numpy(), rel=1e-5
+    )
+    base = float(distill.hinton_loss(z, teacher, 2.0, standardise=True))
+    assert base > 0
+    assert float(distill.hinton_loss(3.0 * z + 7.0, teacher, 2.0, standardise=True)) == pytest.approx(base, rel=1e-4)
+    # without standardisation the scale of the student's logits changes the loss
+    assert float(distill.hinton_loss(3.0 * z, teacher, 2.0)) != pytest.approx(float(distill.hinton_loss(z, teacher, 2.0)))
+    # the params switch reaches the loss, and the pruning fine-tune's logit-only copy keeps it
+    loss = distill.DistillLoss.from_params({**dict.fromkeys(f.name for f in fields(distill.DistillLoss)), **{
+        "temperature": 2, "alpha": 0.9, "logit_weight": 0, "hint_weight": 0, "attention_weight": 0,
+        "rkd_distance_weight": 0, "rkd_angle_weight": 0, "dkd_target_weight": 0, "dkd_nontarget_weight": 0,
+        "logit_standardize": True}})  # fmt: skip
+    assert loss.logit_standardize is True and loss.temperature == 2.0 and loss.logits_only().logit_standardize
 
 
 def test_decoupled_kd_on_hand_made_logits_and_its_sum_is_hinton():
@@ -260,3 +286,19 @@ def test_students_train_side_by_side_in_worker_processes(tmp_path):
     from pipelines.vision.models import load_model
 
     assert load_model(tmp_path / "kd.keras").count_params() == apart[1]["params"]
+
+
+def test_summarise_gives_the_t_interval_of_the_mean():
+    from pipelines.vision import distill
+
+    # t(0.975) from a printed table: 12.706 for 1 degree of freedom, 4.303 for 2
+    two = distill.summarise([0.0, 1.0])
+    assert two["mean"] == 0.5 and two["n"] == 2 and math.isclose(two["std"], math.sqrt(0.5))
+    assert math.isclose(two["ci95_high"] - 0.5, 12.706 * math.sqrt(0.5) / math.sqrt(2), rel_tol=1e-4)
+    three = distill.summarise([0.20, 0.27, 0.04])
+    half = 4.303 * three["std"] / math.sqrt(3)
+    assert math.isclose(three["ci95_low"], 0.17 - half, rel_tol=1e-3)
+    assert math.isclose(three["ci95_high"], 0.17 + half, rel_tol=1e-3)
+    one = distill.summarise([0.3])
+    assert one == {"mean": 0.3, "std": 0.0, "n": 1}
+

@@ -273,3 +273,35 @@ def test_check_budget_and_markdown_on_the_real_report(run):
     final = io.read_json(quick / "metrics" / "report.json")["final"]
     assert md.returncode == 0 and "Budget: within budget" in md.stdout, md.stdout + md.stderr
     assert f"final model: **`{final}`**" in md.stdout and f"| **{final}** |" in md.stdout, md.stdout
+    gain = io.read_json(quick / "metrics" / "distill.json")["kd_gain_points"]
+    assert f"kd_gain **{gain['mean']:+.2f}** points" in md.stdout, md.stdout
+    assert ("95 % CI" in md.stdout) == (gain["n"] > 1), md.stdout  # one seed has no interval
+
+
+def test_kd_probe_trains_distilled_students_against_the_recorded_baselines(run):
+    project, quick = run["project"], run["quick"]
+    recorded = io.read_json(quick / "metrics" / "distill.json")
+    out = quick / "probe.json"
+
+    def probe(*sets: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "benchmarks/kd_probe.py", "--params", "profiles/quick/params.yaml",
+                               "--json", str(out), "--set", "workers=1", *sets], cwd=project, capture_output=True,
+                              text=True, env=project_env(project), timeout=900)  # fmt: skip
+
+    same_training = probe("temperature=2", "alpha=0.7")
+    assert same_training.returncode == 0, same_training.stdout + same_training.stderr
+    doc = io.read_json(out)
+    assert doc["baselines_trained"] is False and (doc["loss"]["temperature"], doc["loss"]["alpha"]) == (2.0, 0.7)
+    assert [r["seed"] for r in doc["runs"]] == recorded["seeds"]
+    for row, old in zip(doc["runs"], recorded["runs"], strict=True):
+        assert row["baseline_accuracy"] == old["baseline_accuracy"] and 0.0 < row["kd_accuracy"] <= 1.0
+        assert row["kd_gain_points"] == pytest.approx((row["kd_accuracy"] - row["baseline_accuracy"]) * 100, abs=1e-3)
+    assert f"gain {doc['runs'][0]['kd_gain_points']:+.2f} points" in same_training.stdout
+    # other epochs: the recorded baselines no longer compare, so they are trained again
+    other_training = probe("epochs=1")
+    assert other_training.returncode == 0, other_training.stdout + other_training.stderr
+    assert io.read_json(out)["baselines_trained"] is True
+    for bad, message in (("alpha=2", "distill.alpha must be"), ("alhpa=0.5", "expected KEY=VALUE, KEY a distill key")):
+        refused = probe(bad)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+

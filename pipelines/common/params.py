@@ -212,6 +212,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "logit_weight": Float(0.0),  # L2 between logits (Ba & Caruana)
         "dkd_target_weight": Float(0.0),  # decoupled KD: target-class term (TCKD)
         "dkd_nontarget_weight": Float(0.0),  # decoupled KD: non-target-class term (NCKD)
+        "logit_standardize": Bool,  # z-score teacher and student logits per row before the Hinton term
         "hint_weight": Float(0.0),  # FitNets hints through a 1x1 adapter, per same-size feature pair
         "attention_weight": Float(0.0),  # attention transfer, per same-size feature pair
         "rkd_distance_weight": Float(0.0),  # relational KD on the embeddings feeding the logits

@@ -329,4 +329,16 @@ def markdown(report: Mapping[str, Any], checks: list[dict[str, Any]] | None = No
         lines.append(f"| {name} | {r.get('dtype') or '-'} | " + " | ".join(format_figure(c, r.get(c)) for c in cols) + " |")
     lines += ["", "Latency is measured on the CI host (1 thread unless stated), never a phone's; "
               "memory access is modelled from the .tflite file."]  # fmt: skip
+    distill = report.get("compression_chain", {}).get("distill")
+    if distill:
+        lines += ["", distillation_line(distill)]
     return "\n".join(lines) + "\n"
+
+
+def distillation_line(distill: Mapping[str, Any]) -> str:
+    """kd_gain over seeds in one sentence, with its 95 % interval when the metrics have one."""
+    gain, seeds = distill["kd_gain_points"], ", ".join(str(s) for s in distill["seeds"])
+    ci = f"; 95 % CI {gain['ci95_low']:+.2f} to {gain['ci95_high']:+.2f}" if "ci95_low" in gain else ""
+    return (f"Distillation: kd_gain **{gain['mean']:+.2f}** points over the baseline student (seeds {seeds}; "
+            f"std {gain['std']:.2f}{ci}); baseline {distill['baseline_accuracy']['mean']:.2%}, "
+            f"distilled {distill['kd_accuracy']['mean']:.2%}.")  # fmt: skip

@@ -4,7 +4,8 @@ Plain functions: arrays and models in, models and numbers out. The losses follow
 Hinton et al. (2015) soft targets at temperature T scaled by T²; Ba & Caruana (2014) L2 between
 logits; Romero et al. (2015) FitNets hints through a 1×1 adapter; Zagoruyko & Komodakis (2017)
 attention transfer; Park et al. (2019) relational KD (distance and angle); Zhao et al. (2022)
-decoupled KD (target-class and non-target-class terms weighted apart). A teacher ensemble
+decoupled KD (target-class and non-target-class terms weighted apart); Sun et al. (2024) logit
+standardisation (each row of logits z-scored before the Hinton term's softmax). A teacher ensemble
 averages its members' softened outputs (and logits); born-again mode gives the student the
 teacher's own architecture.
 """
@@ -118,17 +119,30 @@ def _block(x, width: int, arch: dict, name: str):
 # ---- losses: each takes a batch of tensors and returns a scalar ----
 
 
-def soft_targets(logits: np.ndarray | tf.Tensor, temperature: float) -> tf.Tensor:
-    return tf.nn.softmax(tf.convert_to_tensor(logits, tf.float32) / temperature, axis=-1)
+def standardised(logits: np.ndarray | tf.Tensor) -> tf.Tensor:
+    """Each row minus its mean, over its standard deviation (logit standardisation, Sun et al., 2024)."""
+    z = tf.convert_to_tensor(logits, tf.float32)
+    mean, variance = tf.nn.moments(z, axes=[-1], keepdims=True)
+    return (z - mean) / tf.sqrt(variance + 1e-12)
 
 
-def hinton_loss(student_logits: tf.Tensor, teacher_probs: tf.Tensor, temperature: float) -> tf.Tensor:
+def soft_targets(logits: np.ndarray | tf.Tensor, temperature: float, standardise: bool = False) -> tf.Tensor:
+    z = standardised(logits) if standardise else tf.convert_to_tensor(logits, tf.float32)
+    return tf.nn.softmax(z / temperature, axis=-1)
+
+
+def hinton_loss(
+    student_logits: tf.Tensor, teacher_probs: tf.Tensor, temperature: float, standardise: bool = False
+) -> tf.Tensor:
     """T² · KL(teacher ‖ student) between outputs softened at temperature T, mean over the batch.
 
     `teacher_probs` are already softened at T (an ensemble averages its members' softened outputs).
-    The T² keeps the gradient's scale independent of T (Hinton et al., 2015).
+    The T² keeps the gradient's scale independent of T (Hinton et al., 2015). With `standardise`
+    the student's logits are z-scored per row first (the teacher's must have been too): the student
+    then matches the teacher's ranking and relative gaps, not its logit scale.
     """
-    log_student = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    z = standardised(student_logits) if standardise else student_logits
+    log_student = tf.nn.log_softmax(z / temperature, axis=-1)
     return temperature**2 * _kl(tf.convert_to_tensor(teacher_probs, tf.float32), log_student)
 
 
@@ -239,10 +253,11 @@ class DistillLoss:
     rkd_angle_weight: float = 0.0
     dkd_target_weight: float = 0.0
     dkd_nontarget_weight: float = 0.0
+    logit_standardize: bool = False  # z-score both sides' logits before the Hinton term's softmax
 
     @classmethod
     def from_params(cls, p: dict) -> DistillLoss:
-        return cls(**{f.name: float(p[f.name]) for f in fields(cls)})
+        return cls(**{f.name: type(f.default)(p[f.name]) for f in fields(cls)})
 
     @property
     def uses_features(self) -> bool:
@@ -266,7 +281,8 @@ class DistillLoss:
     def logits_only(self) -> DistillLoss:
         """The same mix without the feature terms (for students whose layers are wrapped, e.g. pruned)."""
         return DistillLoss(self.temperature, self.alpha, self.logit_weight, dkd_target_weight=self.dkd_target_weight,
-                           dkd_nontarget_weight=self.dkd_nontarget_weight)  # fmt: skip
+                           dkd_nontarget_weight=self.dkd_nontarget_weight,
+                           logit_standardize=self.logit_standardize)  # fmt: skip
 
 
 # ---- teachers: precomputed targets and feature taps ----
@@ -284,16 +300,22 @@ class TeacherTargets:
 
 
 def teacher_targets(
-    teachers: Sequence[keras.Model], x_uint8: np.ndarray, temperature: float, flips: bool, batch_size: int = 512
+    teachers: Sequence[keras.Model],
+    x_uint8: np.ndarray,
+    temperature: float,
+    flips: bool,
+    batch_size: int = 512,
+    standardise: bool = False,
 ) -> TeacherTargets:
-    """Averaged softened outputs (at T) and averaged logits of every teacher, unaugmented and flipped."""
+    """Averaged softened outputs (at T, of z-scored logits with `standardise`) and averaged raw
+    logits of every teacher, unaugmented and flipped."""
     views = [to_float(x_uint8)]
     if flips:
         views.append(views[0][:, :, ::-1, :])
     probs, logits = [], []
     for view in views:
         member_logits = [t.predict(view, batch_size=batch_size, verbose=0) for t in teachers]
-        probs.append(np.mean([soft_targets(z, temperature).numpy() for z in member_logits], axis=0))
+        probs.append(np.mean([soft_targets(z, temperature, standardise).numpy() for z in member_logits], axis=0))
         logits.append(np.mean(member_logits, axis=0))
     return TeacherTargets(np.stack(probs).astype(np.float32), np.stack(logits).astype(np.float32))
 
@@ -374,7 +396,7 @@ def fit_student(
         s_logits = outs[-1] if loss.uses_features else outs
         value = (1.0 - loss.alpha) * ce(y, s_logits)
         if loss.alpha > 0:
-            value += loss.alpha * hinton_loss(s_logits, probs, loss.temperature)
+            value += loss.alpha * hinton_loss(s_logits, probs, loss.temperature, loss.logit_standardize)
         if loss.logit_weight > 0:
             value += loss.logit_weight * logit_loss(s_logits, logits)
         if loss.uses_decoupled:
@@ -452,6 +474,13 @@ def accuracy(model: keras.Model, x_uint8: np.ndarray, y: np.ndarray, batch_size:
 
 
 def summarise(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for one value) of per-seed figures."""
+    """Mean, sample standard deviation and the 95 % confidence interval of the mean (Student's t,
+    n − 1 degrees of freedom) of per-seed figures; one value has std 0 and no interval."""
     v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    out = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    if len(v) > 1:
+        from scipy import stats
+
+        half = float(stats.t.ppf(0.975, len(v) - 1)) * out["std"] / np.sqrt(len(v))
+        out.update(ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
+    return out
