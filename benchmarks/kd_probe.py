@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.common import io  # noqa: E402
 from pipelines.common.params import ParamsError, validate  # noqa: E402
-from stages.distill import TRAINING_KEYS, run_jobs, student_arch, teachers_and_targets  # noqa: E402
+from pipelines.common.stage import resolve  # noqa: E402
+from stages.distill import TRAINING_KEYS, by_seed, gain_points, run_jobs, student_arch, teachers_and_targets  # noqa: E402
 
 
 def overridden(params_path: Path, sets: list[str]) -> dict:
@@ -54,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distill-metrics", type=Path, help="default: metrics/distill.json beside the params file")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
-    here = args.params.parent  # the pipeline's outputs, as its dvc.yaml names them
-    args.data = args.data or here / "data" / "dataset.npz"
-    args.teacher = args.teacher or here / "models" / "teacher.keras"
-    args.arch = args.arch or here / "models" / "student_arch.json"
-    args.distill_metrics = args.distill_metrics or here / "metrics" / "distill.json"
+    # the pipeline's outputs, where its dvc.yaml (beside the params file) writes them
+    args.data = args.data or resolve(args.params, "data/dataset.npz")
+    args.teacher = args.teacher or resolve(args.params, "models/teacher.keras")
+    args.arch = args.arch or resolve(args.params, "models/student_arch.json")
+    args.distill_metrics = args.distill_metrics or resolve(args.params, "metrics/distill.json")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         params = overridden(args.params, args.set)
@@ -84,20 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.vision.data import Dataset
 
     ds = Dataset.load(args.data)
-    resolve = lambda rel: str(Path(rel) if Path(rel).is_absolute() else here / rel)  # noqa: E731
-    teachers, targets, _, _ = teachers_and_targets(p, str(args.teacher), resolve, ds, params["teacher"], seeds[0])
+    teachers, targets, _, _ = teachers_and_targets(
+        p, str(args.teacher), lambda rel: resolve(args.params, rel), ds, params["teacher"], seeds[0]
+    )
     loss = distill.DistillLoss.from_params(p)
     kinds = [("kd", loss)] + ([("baseline", loss.labels_only())] if train_baselines else [])
     common = {"data": str(args.data), "arch": arch, "distill": p, "teacher_params": params["teacher"],
               "teacher": str(args.teacher), "targets": targets, "save": None}  # fmt: skip
     jobs = [{**common, "seed": s, "kind": kind, "loss": vars(kl)} for s in seeds for kind, kl in kinds]
-    results = run_jobs(jobs, p["workers"])
-    rows = {s: {"seed": s} for s in seeds}
-    for job, r in zip(jobs, results, strict=True):
-        rows[job["seed"]][f"{job['kind']}_accuracy"] = r["accuracy"]
+    rows = by_seed(jobs, run_jobs(jobs, p["workers"]))
     for s, row in rows.items():
         row.setdefault("baseline_accuracy", recorded_runs.get(s, {}).get("baseline_accuracy"))
-        row["kd_gain_points"] = round((row["kd_accuracy"] - row["baseline_accuracy"]) * 100, 3)
+        row["kd_gain_points"] = gain_points(row)
         print(f"seed {s}: distilled {row['kd_accuracy']:.2%}, baseline {row['baseline_accuracy']:.2%}, "
               f"gain {row['kd_gain_points']:+.2f} points")  # fmt: skip
     gain = distill.summarise([r["kd_gain_points"] for r in rows.values()])

@@ -106,6 +106,19 @@ def teachers_and_targets(p: dict, teacher_path: str, resolve, ds, teacher_params
     return teachers, targets, snapshot_s, time.time() - t0
 
 
+def by_seed(jobs: list[dict], results: list[dict]) -> dict[int, dict]:
+    """Per seed, each job kind's accuracy, val_accuracy and seconds as `<kind>_<figure>`."""
+    runs = {seed: {"seed": seed} for seed in sorted({job["seed"] for job in jobs})}
+    for job, r in zip(jobs, results, strict=True):
+        runs[job["seed"]].update({f"{job['kind']}_{k}": r[k] for k in ("accuracy", "val_accuracy", "seconds")})
+    return runs
+
+
+def gain_points(run: dict) -> float:
+    """kd_gain of one seed: the distilled student's test accuracy over the baseline's, in points."""
+    return round((run["kd_accuracy"] - run["baseline_accuracy"]) * 100, 3)
+
+
 def _worker_init(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from pipelines.vision.tfk import tf
@@ -163,12 +176,9 @@ def main(argv: list[str] | None = None) -> None:
             for job in jobs:
                 if job["save"]:
                     shutil.move(str(Path(tmp) / f"student_{job['kind']}.keras"), out / f"student_{job['kind']}.keras")
-        by_seed = {seed: {"seed": seed} for seed in sorted({job["seed"] for job in jobs})}
-        for job, r in zip(jobs, results, strict=True):
-            by_seed[job["seed"]].update({f"{job['kind']}_{k}": r[k] for k in ("accuracy", "val_accuracy", "seconds")})
-        runs = list(by_seed.values())
+        runs = list(by_seed(jobs, results).values())
         for run in runs:
-            run["kd_gain_points"] = round((run["kd_accuracy"] - run["baseline_accuracy"]) * 100, 3)
+            run["kd_gain_points"] = gain_points(run)
             log.info("distill: seed %d baseline %.4f, distilled %.4f, gain %+.2f points", run["seed"],
                      run["baseline_accuracy"], run["kd_accuracy"], run["kd_gain_points"])  # fmt: skip
         params_count = next(r["params"] for job, r in zip(jobs, results, strict=True) if job["kind"] == "kd")

@@ -26,6 +26,12 @@ from pipelines.common.params import load_params, params_hash
 log = logging.getLogger("edgesmith")
 
 
+def resolve(params_path: str | Path, relative: str | Path) -> Path:
+    """A path from params, taken relative to the params file's folder."""
+    p = Path(relative).expanduser()
+    return p if p.is_absolute() else (Path(params_path).parent / p)
+
+
 def setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -87,8 +93,7 @@ class Stage:
 
     def resolve(self, relative: str) -> Path:
         """A path from params, taken relative to the params file's folder."""
-        p = Path(relative).expanduser()
-        return p if p.is_absolute() else (self.params_path.parent / p)
+        return resolve(self.params_path, relative)
 
     def tags(self) -> dict[str, str]:
         tags = {
