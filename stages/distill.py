@@ -4,6 +4,9 @@ Per seed (base.seed + i, `distill.seeds` of them) a baseline student (labels onl
 student (the `distill` loss mix) are trained with the same architecture, data, epochs and
 optimiser; `kd_gain` is the distilled student's test accuracy minus the baseline's, in points,
 with its mean and spread over seeds. The first seed's two students are saved.
+
+With `--state-dir`, each student's result (and saved model) is kept there when it finishes, until
+the stage ends: a run that was killed trains only the students it had not finished.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from pipelines.common import budget, io
 from pipelines.common.errors import UserError
 from pipelines.common.params import SCHEMA, comma_list
-from pipelines.common.stage import Stage
+from pipelines.common.stage import Stage, resume_dir
 
 log = logging.getLogger("edgesmith.distill")
 # What a baseline student's accuracy depends on besides its architecture (recorded in the metrics).
@@ -76,10 +79,12 @@ def train_student(job: dict) -> dict:
         "seconds": round(time.time() - t0, 1),
         "params": int(model.count_params()),
     }
-    log.info("distill: seed %d, %s student: test accuracy %.4f (%.0f s)", job["seed"], job["kind"],
-             result["accuracy"], result["seconds"])  # fmt: skip
     if job["save"]:
         model.save(job["save"])
+    if job.get("result"):  # after the model: a result file means the student's work is all on disk
+        io.write_json(job["result"], result)
+    log.info("distill: seed %d, %s student: test accuracy %.4f (%.0f s)", job["seed"], job["kind"],
+             result["accuracy"], result["seconds"])  # fmt: skip
     return result
 
 
@@ -130,14 +135,24 @@ def _worker_init(threads: int) -> None:
 def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
     """`train_student` for every job, in order: here, or in `workers` fresh processes side by side,
     each with an equal share of the cores for TensorFlow's threads (on 2 cores, the default run's six
-    students took 22.4 min as two one-thread workers, 33.4 min one after another with two threads)."""
-    if workers <= 1:
-        return [train_student(job) for job in jobs]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    log.info("distill: %d students in %d worker processes, %d TensorFlow thread(s) each", len(jobs), workers, threads)
-    context = multiprocessing.get_context("spawn")  # TensorFlow's runtime does not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
-        return list(pool.map(train_student, jobs))
+    students took 22.4 min as two one-thread workers, 33.4 min one after another with two threads).
+    A job whose `result` file exists (it finished in a run that was then killed) is not trained again."""
+    kept = {i: io.read_json(job["result"]) for i, job in enumerate(jobs) if job.get("result")
+            and Path(job["result"]).is_file()}  # fmt: skip
+    if kept:
+        log.info("distill: %d of %d students finished before, kept: %s", len(kept), len(jobs),
+                 ", ".join(f"seed {jobs[i]['seed']} {jobs[i]['kind']}" for i in kept))  # fmt: skip
+    todo = [job for i, job in enumerate(jobs) if i not in kept]
+    if workers <= 1 or len(todo) <= 1:
+        trained = iter([train_student(job) for job in todo])
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        log.info("distill: %d students in %d worker processes, %d TensorFlow thread(s) each", len(todo), workers,
+                 threads)  # fmt: skip
+        context = multiprocessing.get_context("spawn")  # TensorFlow's runtime does not survive a fork
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+            trained = iter(list(pool.map(train_student, todo)))
+    return [kept[i] if i in kept else next(trained) for i in range(len(jobs))]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arch", help="optional JSON of student hyperparameters (e.g. a search result)")
     ap.add_argument("--out", required=True, help="folder for student_kd.keras and student_baseline.keras")
     ap.add_argument("--metrics", required=True, help="metrics/distill.json")
+    ap.add_argument("--state-dir", help="keep finished students here until the stage ends: a killed run resumes")
     args = ap.parse_args(argv)
     inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     sections = ["student", "distill", "budget", "teacher"]
@@ -170,12 +186,23 @@ def main(argv: list[str] | None = None) -> None:
                 jobs.append({"seed": st.seed + i, "kind": kind, "loss": vars(kind_loss), "save": i == 0})
         common = {"data": args.data, "arch": arch, "distill": p, "teacher_params": st.params["teacher"],
                   "teacher": args.teacher, "targets": targets}  # fmt: skip
+        state = None
+        if args.state_dir:  # what decides every student: params, seed, the data and the teacher files
+            extra = comma_list(p["ensemble_teachers"], "distill.ensemble_teachers")
+            teacher_files = [args.teacher, *(st.resolve(t) for t in extra)]
+            state = resume_dir(args.state_dir, {"student": arch, "distill": p, "teacher": st.params["teacher"],
+                                                "seed": st.seed, "data": io.sha256_file(args.data),
+                                                "teachers": [io.sha256_file(t) for t in teacher_files]})  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp, io.atomic_dir(args.out) as out:
-            results = run_jobs([{**common, **job, "save": str(Path(tmp) / f"student_{job['kind']}.keras")
-                                 if job["save"] else None} for job in jobs], p["workers"])  # fmt: skip
+            work = state or Path(tmp)
+            for job in jobs:
+                name = f"seed{job['seed']}_{job['kind']}"
+                job["save"] = str(work / f"{name}.keras") if job["save"] else None
+                job["result"] = str(work / f"{name}.json") if state else None
+            results = run_jobs([{**common, **job} for job in jobs], p["workers"])
             for job in jobs:
                 if job["save"]:
-                    shutil.move(str(Path(tmp) / f"student_{job['kind']}.keras"), out / f"student_{job['kind']}.keras")
+                    shutil.copy2(job["save"], out / f"student_{job['kind']}.keras")
         runs = list(by_seed(jobs, results).values())
         for run in runs:
             run["kd_gain_points"] = gain_points(run)
@@ -206,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             ),  # fmt: skip
         }
         st.finish(metrics, args.metrics)
+        if state:
+            shutil.rmtree(state)
 
 
 if __name__ == "__main__":

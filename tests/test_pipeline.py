@@ -38,8 +38,9 @@ GRAPH_STAGES = ["graph_data", "gnn_search", "gnn_train", "gnn_distill", "gnn_exp
 # In the order `dvc repro` runs them (teacher before its sibling search): a stage that finished before an
 # earlier kill would not run again to be killed.
 KILLS = {
-    "teacher": (r"epoch 1/", ["models/teacher.keras"]),
+    "teacher": (r"teacher: epoch 1 of 2 kept", ["models/teacher.keras"]),  # resumes after epoch 1
     "search": (r"search: trial \S+ .*-> val accuracy", ["models/student_arch.json"]),  # after its first trial
+    "distill": (r"distill: seed \d+, \w+ student: test accuracy", ["models/students"]),  # keeps that student
     "quantize": (r"quantize: teacher_fp32 accuracy", ["models/tflite"]),
     "calibration_suite": (r"calibration_suite: \w+ \(\d+ parameters\)", ["models/calibration"]),
     "gnn_search": (r"gnn_search: trial \S+ ", ["models/graph/search.json"]),  # the first of 3 trials (below)
@@ -184,6 +185,15 @@ def test_a_stage_killed_halfway_leaves_nothing_under_its_final_name_and_dvc_repr
             assert (quick / o).exists(), o
         assert (quick / "metrics" / f"{stage}.json").is_file()
     assert not [p for p in quick.rglob(io.TMP_PREFIX + "*") if "models" in p.parts or "data" in p.parts]
+
+
+def test_killed_teacher_and_distill_go_on_from_their_finished_work(run):
+    final = run["final"].stdout + run["final"].stderr
+    assert "teacher: resuming after epoch 1 of 2" in final, final[-5000:]
+    assert re.search(r"distill: [12] of 2 students finished before, kept", final), final[-5000:]
+    assert io.read_json(run["quick"] / "metrics" / "teacher.json")["resumed_after_epoch"] == 1
+    for stage in ("teacher", "distill"):  # what was kept goes when the stage ends
+        assert not list((run["quick"] / ".state" / stage).rglob("*")), stage
 
 
 def test_second_repro_has_nothing_to_do(run):

@@ -11,8 +11,11 @@ A `UserError` anywhere inside ends the process with exit code 2 and one line on 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -30,6 +33,21 @@ def resolve(params_path: str | Path, relative: str | Path) -> Path:
     """A path from params, taken relative to the params file's folder."""
     p = Path(relative).expanduser()
     return p if p.is_absolute() else (Path(params_path).parent / p)
+
+
+def resume_dir(root: str | Path, key: Mapping[str, Any]) -> Path:
+    """The folder under `root` where a long stage keeps its finished pieces of work (epochs,
+    students) until it ends, so that a killed run picks them up again. It is named by a hash of
+    `key` (JSON: the params and input hashes that decide the work); folders of other keys, left by
+    a killed run with other settings, are removed, so only work of the same run is ever resumed."""
+    root = Path(root)
+    name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if root.is_dir():
+        for old in root.iterdir():
+            if old.name != name:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+    (root / name).mkdir(parents=True, exist_ok=True)
+    return root / name
 
 
 def setup_logging() -> None:

@@ -1,0 +1,97 @@
+"""Long stages keep their finished work until they end: a killed teacher resumes after its last
+finished epoch, a killed distill trains only the students it had not finished."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.common import io
+from pipelines.common.stage import resume_dir
+from tests.conftest import make_images
+from tests.test_train import P
+
+
+def test_resume_dir_is_named_by_its_key_and_drops_other_keys(tmp_path):
+    a = resume_dir(tmp_path, {"epochs": 2, "data": "abc"})
+    (a / "kept.json").write_text("{}")
+    assert resume_dir(tmp_path, {"data": "abc", "epochs": 2}) == a and (a / "kept.json").is_file()  # key order
+    b = resume_dir(tmp_path, {"epochs": 3, "data": "abc"})  # other settings: the old work is not theirs
+    assert b != a and not a.exists() and [p.name for p in tmp_path.iterdir()] == [b.name]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _fit(state, stop_after=None):
+    """The teacher stage's fit on tiny data, optionally with its resume callbacks, killed (an
+    exception) after epoch `stop_after`."""
+    from pipelines.vision import train
+    from pipelines.vision.tfk import keras, seed_everything
+    from stages.teacher import resumable
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == stop_after:
+                raise Interrupt
+
+    x, y = make_images(240, size=16, seed=7)
+    x, y = x[..., None], y.astype(np.int64)
+    p = {**P, "epochs": 3}
+    seed_everything(3)
+    model = train.build_teacher((16, 16, 1), 10, p)
+    callbacks = [*(resumable(state, p["epochs"]) if state else []), *([Stop()] if stop_after else [])]
+    history = train.train_classifier(model, x[:200], y[:200], x[200:], y[200:], p, 3, callbacks=callbacks)
+    return model, history
+
+
+def test_resume_callbacks_leave_an_uninterrupted_teacher_bit_for_bit_as_it_was(tmp_path):
+    from stages.teacher import kept_history
+
+    plain, h_plain = _fit(None)
+    kept, h_kept = _fit(tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), kept.get_weights(), strict=True))
+    assert h_plain == h_kept == kept_history(tmp_path / "history.csv")  # the file holds every epoch exactly
+
+
+def test_killed_teacher_resumes_after_its_last_finished_epoch(tmp_path):
+    from stages.teacher import kept_history
+
+    with pytest.raises(Interrupt):
+        _fit(tmp_path, stop_after=2)
+    assert len(kept_history(tmp_path / "history.csv")["loss"]) == 2
+    _, history = _fit(tmp_path)
+    assert len(history["loss"]) == 1  # only the third epoch ran again
+    full = kept_history(tmp_path / "history.csv")
+    assert len(full["loss"]) == 3 and full["loss"][2] == history["loss"][0]
+    assert full["loss"][2] < full["loss"][0]  # it went on from the trained weights, not from scratch
+
+
+def test_kept_history_takes_the_last_row_of_a_repeated_epoch(tmp_path):
+    from stages.teacher import kept_history
+
+    (tmp_path / "h.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n1,1.25\n2,1.0\n")
+    assert kept_history(tmp_path / "h.csv") == {"loss": [2.0, 1.25, 1.0]}
+    assert kept_history(tmp_path / "missing.csv") == {}
+
+
+def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkeypatch):
+    import stages.distill as stage
+
+    trained = []
+
+    def fake_train(job):
+        trained.append((job["seed"], job["kind"]))
+        result = {"kind": job["kind"], "accuracy": 0.5}
+        io.write_json(job["result"], result)
+        return result
+
+    monkeypatch.setattr(stage, "train_student", fake_train)
+    jobs = [{"seed": s, "kind": k, "result": str(tmp_path / f"{s}_{k}.json")} for s in (1, 2) for k in ("baseline", "kd")]
+    io.write_json(jobs[1]["result"], {"kind": "kd", "accuracy": 0.75})  # finished before a kill
+    results = stage.run_jobs(jobs, workers=1)
+    assert trained == [(1, "baseline"), (2, "baseline"), (2, "kd")]
+    assert [r["accuracy"] for r in results] == [0.5, 0.75, 0.5, 0.5]  # in the order of the jobs
+    trained.clear()
+    assert stage.run_jobs(jobs, workers=2) == results and not trained  # all kept: no worker starts
