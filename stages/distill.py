@@ -143,7 +143,7 @@ def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
         log.info("distill: %d of %d students finished before, kept: %s", len(kept), len(jobs),
                  ", ".join(f"seed {jobs[i]['seed']} {jobs[i]['kind']}" for i in kept))  # fmt: skip
     todo = [job for i, job in enumerate(jobs) if i not in kept]
-    if workers <= 1 or len(todo) <= 1:
+    if workers <= 1 or not todo:  # one student left still trains in a worker: the same threads as the rest
         trained = iter([train_student(job) for job in todo])
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
