@@ -188,9 +188,11 @@ def test_a_stage_killed_halfway_leaves_nothing_under_its_final_name_and_dvc_repr
 
 
 def test_killed_teacher_and_distill_go_on_from_their_finished_work(run):
-    final = run["final"].stdout + run["final"].stderr
-    assert "teacher: resuming after epoch 1 of 2" in final, final[-5000:]
-    assert re.search(r"distill: [12] of 2 students finished before, kept", final), final[-5000:]
+    """The `dvc repro` after a stage's kill (that of the next kill, or the last one) picks up its work."""
+    logs = [k["log"] for k in run["killed"].values()] + [run["final"].stdout + run["final"].stderr]
+    after = dict(zip(run["killed"], logs[1:], strict=True))
+    assert "teacher: resuming after epoch 1 of 2" in after["teacher"], after["teacher"][-5000:]
+    assert re.search(r"distill: [12] of 2 students finished before, kept", after["distill"]), after["distill"][-5000:]
     assert io.read_json(run["quick"] / "metrics" / "teacher.json")["resumed_after_epoch"] == 1
     for stage in ("teacher", "distill"):  # what was kept goes when the stage ends
         assert not list((run["quick"] / ".state" / stage).rglob("*")), stage
