@@ -11,8 +11,6 @@ A `UserError` anywhere inside ends the process with exit code 2 and one line on 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -41,7 +39,7 @@ def resume_dir(root: str | Path, key: Mapping[str, Any]) -> Path:
     `key` (JSON: the params and input hashes that decide the work); folders of other keys, left by
     a killed run with other settings, are removed, so only work of the same run is ever resumed."""
     root = Path(root)
-    name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = params_hash(dict(key))
     if root.is_dir():
         for old in root.iterdir():
             if old.name != name:
