@@ -67,7 +67,7 @@ def train_student(job: dict) -> dict:
         model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), job["teacher_params"])
     else:
         model = distill.build_student(ds.x_train.shape[1:], len(ds.class_names), job["arch"])
-    teacher = models.load_model(job["teacher"]) if loss.uses_features else None
+    teacher = models.load_model(job["teacher"]) if loss.hint_weight > 0 else None  # the other terms use `targets`
     log.info("distill: seed %d, %s student (%d parameters)", job["seed"], job["kind"], model.count_params())
     t0 = time.time()
     history = distill.fit_student(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, p, job["seed"],
@@ -90,8 +90,9 @@ def train_student(job: dict) -> dict:
 
 def teachers_and_targets(p: dict, teacher_path: str, resolve, ds, teacher_params: dict, seed: int):
     """The teacher, the `ensemble_teachers` files (paths through `resolve`) and a snapshot ensemble
-    when `snapshot_cycles` > 0; their averaged outputs on the training images (`TeacherTargets`).
-    Returns (teachers, targets, snapshot seconds, target seconds)."""
+    when `snapshot_cycles` > 0; their averaged outputs on the training images (`TeacherTargets`),
+    with the first teacher's attention maps and embedding when the loss has attention transfer or
+    relational KD. Returns (teachers, targets, snapshot seconds, target seconds)."""
     from pipelines.vision import distill, models, train
 
     teachers = [models.load_model(teacher_path)]
@@ -106,8 +107,9 @@ def teachers_and_targets(p: dict, teacher_path: str, resolve, ds, teacher_params
         )  # fmt: skip
     snapshot_s = time.time() - t0
     t0 = time.time()
+    features = distill.DistillLoss.from_params(p).uses_teacher_maps
     targets = distill.teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"],
-                                      standardise=p["logit_standardize"])  # fmt: skip
+                                      standardise=p["logit_standardize"], features=features)  # fmt: skip
     return teachers, targets, snapshot_s, time.time() - t0
 
 

@@ -133,7 +133,9 @@ def test_student_follows_arch_and_pairs_with_the_teacher():
     expected = 9 * 4 + 9 * 4 * 8 + 9 * 8 + 8 * 16 + 4 * (4 + 8 + 8 + 16) + (2 * 2 * 16 * 10 + 10)
     assert student.count_params() == expected
     teacher = train.build_teacher((16, 16, 1), 10, P)
-    assert distill.feature_pairs(student, teacher) == [("stem0_relu", "b0_relu1"), ("stem1_relu", "b1_relu1")]
+    s_taps, t_taps = distill.feature_taps(student), distill.feature_taps(teacher)
+    assert s_taps == {(16, 16): "stem0_relu", (8, 8): "stem1_relu", (4, 4): "ds0_pw_relu"}
+    assert t_taps == {(16, 16): "b0_relu1", (8, 8): "b1_relu1"}
 
 
 def _data():
@@ -171,7 +173,7 @@ def test_every_loss_mix_trains_a_student(weights, tiny_teacher):
 
     teacher, x, y = tiny_teacher
     seed_everything(0)
-    targets = distill.teacher_targets([teacher, teacher], x[:240], 4.0, flips=True)
+    targets = distill.teacher_targets([teacher, teacher], x[:240], 4.0, flips=True, features=True)
     assert targets.probs.shape == (2, 240, 10)
     np.testing.assert_allclose(targets.probs.sum(-1), 1.0, rtol=1e-5)
     loss = distill.DistillLoss(temperature=4.0, **weights)
@@ -180,6 +182,38 @@ def test_every_loss_mix_trains_a_student(weights, tiny_teacher):
                                   targets=targets, teacher=teacher)  # fmt: skip
     assert history["loss"][-1] < history["loss"][0]
     assert all(np.isfinite(history["loss"]))
+
+
+def test_precomputed_teacher_maps_are_the_teachers_own_on_each_view(tiny_teacher):
+    from pipelines.vision import distill
+    from pipelines.vision.train import to_float
+    from tests.test_train import P
+
+    teacher, x, y = tiny_teacher
+    targets = distill.teacher_targets([teacher], x[:40], 1.0, flips=True, batch_size=16, features=True)
+    taps = distill.feature_taps(teacher)
+    assert set(targets.attention) == set(taps) == {(16, 16), (8, 8)}
+    tapped = distill._tap_model(teacher, list(taps.values()))
+    for v, view in enumerate([to_float(x[:40]), to_float(x[:40])[:, :, ::-1, :]]):
+        outs = tapped(view, training=False)
+        for size, feats in zip(taps, outs, strict=False):
+            np.testing.assert_allclose(targets.attention[size][v], distill.attention_map(feats).numpy(), atol=1e-6)
+        np.testing.assert_allclose(targets.embedding[v], outs[len(taps)].numpy(), atol=1e-5)
+        np.testing.assert_allclose(targets.logits[v], outs[-1].numpy(), atol=1e-4)
+    assert targets.embedding.shape == (2, 40, P["dense_units"])
+    # the loss from a precomputed map is the loss from the teacher's features
+    s = np.random.default_rng(0).random((40, 16, 16, 4)).astype(np.float32)
+    direct = distill.attention_loss(s, outs[0])
+    assert float(distill.attention_distance(distill.attention_map(s), targets.attention[(16, 16)][1])) == pytest.approx(
+        float(direct), rel=1e-5
+    )
+    # without the maps, attention transfer stops with what to do
+    plain = distill.teacher_targets([teacher], x[:40], 1.0, flips=True)
+    assert plain.attention is None and plain.embedding is None
+    student = distill.build_student((16, 16, 1), 10, ARCH)
+    with pytest.raises(ValueError, match="features=True"):
+        distill.fit_student(student, x[:40], y[:40], x[:40], y[:40], distill.DistillLoss(attention_weight=1.0),
+                            TRAIN, 0, targets=plain)  # fmt: skip
 
 
 def test_baseline_needs_no_teacher_and_a_kd_loss_does():

@@ -195,8 +195,12 @@ def attention_map(features: tf.Tensor) -> tf.Tensor:
 
 def attention_loss(student_features: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
     """Attention transfer: L2 distance between normalised attention maps, mean over the batch."""
-    diff = attention_map(student_features) - attention_map(teacher_features)
-    return tf.reduce_mean(tf.norm(diff, axis=-1))
+    return attention_distance(attention_map(student_features), attention_map(teacher_features))
+
+
+def attention_distance(student_map: tf.Tensor, teacher_map: tf.Tensor) -> tf.Tensor:
+    """The attention loss from maps already made by `attention_map` (the teacher's precomputed)."""
+    return tf.reduce_mean(tf.norm(student_map - tf.convert_to_tensor(teacher_map, tf.float32), axis=-1))
 
 
 def _pairwise_distances(e: tf.Tensor) -> tf.Tensor:
@@ -261,7 +265,12 @@ class DistillLoss:
 
     @property
     def uses_features(self) -> bool:
-        return self.hint_weight > 0 or self.attention_weight > 0 or self.uses_embedding
+        return self.hint_weight > 0 or self.uses_teacher_maps
+
+    @property
+    def uses_teacher_maps(self) -> bool:
+        """Terms whose teacher side is precomputed once (`TeacherTargets.attention`, `.embedding`)."""
+        return self.attention_weight > 0 or self.uses_embedding
 
     @property
     def uses_embedding(self) -> bool:
@@ -293,10 +302,15 @@ class TeacherTargets:
     """The teacher(s)' outputs on the training images and their mirror images, computed once.
 
     probs[f] and logits[f] have shape (N, classes); f = 0 for the images, 1 for the flipped ones.
+    With features, the first teacher's attention maps ((H, W) -> (views, N, H·W), one
+    per `feature_taps` spatial size) and embedding (views, N, D: the input of its logits layer), so
+    attention transfer and relational KD never run the teacher while the student trains.
     """
 
     probs: np.ndarray
     logits: np.ndarray
+    attention: dict[tuple[int, int], np.ndarray] | None = None
+    embedding: np.ndarray | None = None
 
 
 def teacher_targets(
@@ -306,9 +320,11 @@ def teacher_targets(
     flips: bool,
     batch_size: int = 512,
     standardise: bool = False,
+    features: bool = False,
 ) -> TeacherTargets:
     """Averaged softened outputs (at T, of z-scored logits with `standardise`) and averaged raw
-    logits of every teacher, unaugmented and flipped."""
+    logits of every teacher, unaugmented and flipped; with `features`, the first teacher's
+    attention maps and embedding as well."""
     views = [to_float(x_uint8)]
     if flips:
         views.append(views[0][:, :, ::-1, :])
@@ -317,22 +333,39 @@ def teacher_targets(
         member_logits = [t.predict(view, batch_size=batch_size, verbose=0) for t in teachers]
         probs.append(np.mean([soft_targets(z, temperature, standardise).numpy() for z in member_logits], axis=0))
         logits.append(np.mean(member_logits, axis=0))
-    return TeacherTargets(np.stack(probs).astype(np.float32), np.stack(logits).astype(np.float32))
+    targets = TeacherTargets(np.stack(probs).astype(np.float32), np.stack(logits).astype(np.float32))
+    if features:
+        targets.attention, targets.embedding = teacher_maps(teachers[0], views, batch_size)
+    return targets
+
+
+def teacher_maps(
+    teacher: keras.Model, views: Sequence[np.ndarray], batch_size: int = 512
+) -> tuple[dict[tuple[int, int], np.ndarray], np.ndarray]:
+    """The teacher's attention map at each `feature_taps` spatial size and its embedding, per view.
+    Batch by batch: whole feature maps of every image would not fit in memory, their maps do."""
+    taps = feature_taps(teacher)
+    tapped = _tap_model(teacher, list(taps.values()))
+    maps: dict[tuple[int, int], list[list[np.ndarray]]] = {size: [[] for _ in views] for size in taps}
+    embedding: list[list[np.ndarray]] = [[] for _ in views]
+    for v, view in enumerate(views):
+        for start in range(0, len(view), batch_size):
+            outs = tapped(view[start : start + batch_size], training=False)
+            for size, feats in zip(taps, outs, strict=False):
+                maps[size][v].append(attention_map(feats).numpy())
+            embedding[v].append(outs[len(taps)].numpy())
+    stacked = {size: np.stack([np.concatenate(m) for m in per_view]) for size, per_view in maps.items()}
+    return stacked, np.stack([np.concatenate(e) for e in embedding]).astype(np.float32)
 
 
 def feature_taps(model: keras.Model) -> dict[tuple[int, int], str]:
-    """Spatial size -> name of the last ReLU layer at that size (the end of each resolution stage)."""
+    """Spatial size -> name of the last ReLU layer at that size (the end of each resolution stage).
+    Hints and attention transfer pair a student's and a teacher's taps of the same size."""
     by_size: dict[tuple[int, int], str] = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.ReLU) and len(layer.output.shape) == 4:
             by_size[tuple(layer.output.shape[1:3])] = layer.name
     return by_size
-
-
-def feature_pairs(student: keras.Model, teacher: keras.Model) -> list[tuple[str, str]]:
-    """(student layer, teacher layer) pairs with the same spatial size, for hints and attention."""
-    s_taps = feature_taps(student)
-    return [(s_taps[size], name) for size, name in feature_taps(teacher).items() if size in s_taps]
 
 
 def _tap_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
@@ -360,15 +393,19 @@ def fit_student(
 ) -> dict[str, list[float]]:
     """Train `student` with `loss` by a GradientTape loop; returns per-epoch loss, accuracy, val_accuracy.
 
-    Teacher outputs come precomputed in `targets` (so the teacher never runs for the logit terms);
-    the feature terms run `teacher` on each batch. `p` holds epochs, batch_size, learning_rate and
-    augment_flip. `callbacks` get on_train_begin / on_train_batch_begin / on_epoch_end (what tfmot's
+    Teacher outputs come precomputed in `targets`: the logits and softened outputs, and for
+    attention transfer and relational KD the teacher's attention maps and embedding (made with
+    `teacher_targets(..., features=True)`). Only hints, which regress whole feature maps, run
+    `teacher` on each batch. `p` holds epochs, batch_size, learning_rate and augment_flip.
+    `callbacks` get on_train_begin / on_train_batch_begin / on_epoch_end (what tfmot's
     UpdatePruningStep needs). Random flips pick the matching precomputed teacher outputs.
     """
     if loss.uses_teacher and targets is None:
         raise ValueError("a distillation loss needs the teacher's precomputed targets")
-    if loss.uses_features and teacher is None:
-        raise ValueError("feature terms (hints, attention, relational) need the teacher model")
+    if loss.hint_weight > 0 and teacher is None:
+        raise ValueError("hints need the teacher model")
+    if loss.uses_teacher_maps and targets.embedding is None:
+        raise ValueError("attention transfer and relational KD need the teacher's maps: teacher_targets(features=True)")
     n, num_classes = len(x_train), int(student.output_shape[-1])
     steps = int(np.ceil(n / p["batch_size"]))
     schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
@@ -378,20 +415,25 @@ def fit_student(
     rng = np.random.default_rng(seed)
 
     trainable = list(student.trainable_variables)
-    pairs, s_model, t_model, adapters = [], student, None, []
-    if loss.uses_features:
-        pairs = feature_pairs(student, teacher)
-        s_model = _tap_model(student, [s for s, _ in pairs])
-        t_model = _tap_model(teacher, [t for _, t in pairs])
+    sizes, s_model, t_model, adapters, extras = [], student, None, [], []
+    if loss.uses_features:  # student and teacher layers pair by spatial size
+        s_taps = feature_taps(student)
+        sizes = [z for z in (feature_taps(teacher) if teacher is not None else targets.attention) if z in s_taps]
+        s_model = _tap_model(student, [s_taps[z] for z in sizes])
         if loss.hint_weight > 0:
-            for s, t in pairs:
-                adapter = keras.layers.Conv2D(teacher.get_layer(t).output.shape[-1], 1, name=f"hint_{s}")
-                adapter.build(student.get_layer(s).output.shape)
+            t_taps = feature_taps(teacher)
+            t_model = _tap_model(teacher, [t_taps[z] for z in sizes])
+            for z in sizes:
+                channels = teacher.get_layer(t_taps[z]).output.shape[-1]
+                adapter = keras.layers.Conv2D(channels, 1, name=f"hint_{s_taps[z]}")
+                adapter.build(student.get_layer(s_taps[z]).output.shape)
                 adapters.append(adapter)
                 trainable += adapter.trainable_variables
-        log.info("distill: feature pairs (student, teacher) %s", pairs)
+        log.info("distill: feature pairs (student layer, spatial size) %s", [(s_taps[z], z) for z in sizes])
+    if loss.uses_teacher_maps:  # per batch: each pair's teacher attention map, then the embedding
+        extras = [targets.attention[z] for z in sizes] + [targets.embedding]
 
-    def total_loss(x, y, probs, logits):
+    def total_loss(x, y, probs, logits, teacher_side):
         outs = s_model(x, training=True)
         s_logits = outs[-1] if loss.uses_features else outs
         value = (1.0 - loss.alpha) * ce(y, s_logits)
@@ -403,27 +445,30 @@ def fit_student(
             tckd, nckd = decoupled_losses(s_logits, logits, y, loss.temperature)
             value += loss.dkd_target_weight * tckd + loss.dkd_nontarget_weight * nckd
         if loss.uses_features:
-            t_outs = t_model(x, training=False)
-            s_feats, t_feats = outs[: len(pairs)], t_outs[: len(pairs)]
-            for i, (sf, tf_) in enumerate(zip(s_feats, t_feats, strict=True)):
-                if loss.hint_weight > 0:
-                    value += loss.hint_weight * hint_loss(adapters[i](sf), tf_) / len(pairs)
-                if loss.attention_weight > 0:
-                    value += loss.attention_weight * attention_loss(sf, tf_) / len(pairs)
-            s_e, t_e = outs[len(pairs)], t_outs[len(pairs)]
-            if loss.rkd_distance_weight > 0:
-                value += loss.rkd_distance_weight * rkd_distance_loss(s_e, t_e)
-            if loss.rkd_angle_weight > 0:
-                value += loss.rkd_angle_weight * rkd_angle_loss(s_e, t_e)
+            s_feats = outs[: len(sizes)]
+            if loss.hint_weight > 0:
+                t_feats = t_model(x, training=False)[: len(sizes)]
+                for adapter, sf, tf_ in zip(adapters, s_feats, t_feats, strict=True):
+                    value += loss.hint_weight * hint_loss(adapter(sf), tf_) / len(sizes)
+            if loss.attention_weight > 0:
+                for sf, t_map in zip(s_feats, teacher_side[: len(sizes)], strict=True):
+                    value += loss.attention_weight * attention_distance(attention_map(sf), t_map) / len(sizes)
+            if loss.uses_embedding:
+                s_e, t_e = outs[len(sizes)], teacher_side[-1]
+                if loss.rkd_distance_weight > 0:
+                    value += loss.rkd_distance_weight * rkd_distance_loss(s_e, t_e)
+                if loss.rkd_angle_weight > 0:
+                    value += loss.rkd_angle_weight * rkd_angle_loss(s_e, t_e)
         return value, s_logits
 
     sig = [tf.TensorSpec([None, *x_all.shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64),
-           tf.TensorSpec([None, num_classes], tf.float32), tf.TensorSpec([None, num_classes], tf.float32)]  # fmt: skip
+           tf.TensorSpec([None, num_classes], tf.float32), tf.TensorSpec([None, num_classes], tf.float32),
+           tuple(tf.TensorSpec([None, a.shape[-1]], tf.float32) for a in extras)]  # fmt: skip
 
     @tf.function(input_signature=sig)
-    def train_step(x, y, probs, logits):
+    def train_step(x, y, probs, logits, teacher_side):
         with tf.GradientTape() as tape:
-            value, s_logits = total_loss(x, y, probs, logits)
+            value, s_logits = total_loss(x, y, probs, logits, teacher_side)
         optimizer.apply_gradients(zip(tape.gradient(value, trainable), trainable, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(s_logits, -1), y), tf.float32))
         return value, correct
@@ -450,7 +495,7 @@ def fit_student(
                 probs = logits = np.zeros((len(idx), num_classes), np.float32)
             for cb in callbacks:
                 cb.on_train_batch_begin(b)
-            value, right = train_step(xb, y_all[idx], probs, logits)
+            value, right = train_step(xb, y_all[idx], probs, logits, tuple(a[view, idx] for a in extras))
             total += float(value) * len(idx)
             correct += float(right)
         for cb in callbacks:
