@@ -418,10 +418,10 @@ def fit_student(
     sizes, s_model, t_model, adapters, extras = [], student, None, [], []
     if loss.uses_features:  # student and teacher layers pair by spatial size
         s_taps = feature_taps(student)
-        sizes = [z for z in (feature_taps(teacher) if teacher is not None else targets.attention) if z in s_taps]
+        t_taps = feature_taps(teacher) if teacher is not None else targets.attention
+        sizes = [z for z in t_taps if z in s_taps]
         s_model = _tap_model(student, [s_taps[z] for z in sizes])
         if loss.hint_weight > 0:
-            t_taps = feature_taps(teacher)
             t_model = _tap_model(teacher, [t_taps[z] for z in sizes])
             for z in sizes:
                 channels = teacher.get_layer(t_taps[z]).output.shape[-1]
@@ -430,8 +430,10 @@ def fit_student(
                 adapters.append(adapter)
                 trainable += adapter.trainable_variables
         log.info("distill: feature pairs (student layer, spatial size) %s", [(s_taps[z], z) for z in sizes])
-    if loss.uses_teacher_maps:  # per batch: each pair's teacher attention map, then the embedding
-        extras = [targets.attention[z] for z in sizes] + [targets.embedding]
+    if loss.attention_weight > 0:  # per batch: each pair's teacher attention map, then the embedding
+        extras += [targets.attention[z] for z in sizes]
+    if loss.uses_embedding:
+        extras.append(targets.embedding)
 
     def total_loss(x, y, probs, logits, teacher_side):
         outs = s_model(x, training=True)
