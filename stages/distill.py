@@ -5,8 +5,9 @@ student (the `distill` loss mix) are trained with the same architecture, data, e
 optimiser; `kd_gain` is the distilled student's test accuracy minus the baseline's, in points,
 with its mean and spread over seeds. The first seed's two students are saved.
 
-With `--state-dir`, each student's result (and saved model) is kept there when it finishes, until
-the stage ends: a run that was killed trains only the students it had not finished.
+With `--state-dir`, each student's last finished epoch is kept there, and its result (and saved
+model) when it finishes, until the stage ends: a run that was killed trains only the students it
+had not finished, each from after its last finished epoch.
 """
 
 from __future__ import annotations
@@ -69,20 +70,21 @@ def train_student(job: dict) -> dict:
         model = distill.build_student(ds.x_train.shape[1:], len(ds.class_names), job["arch"])
     teacher = models.load_model(job["teacher"]) if loss.hint_weight > 0 else None  # the other terms use `targets`
     log.info("distill: seed %d, %s student (%d parameters)", job["seed"], job["kind"], model.count_params())
-    t0 = time.time()
     history = distill.fit_student(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, p, job["seed"],
-                                  targets=job["targets"], teacher=teacher)  # fmt: skip
+                                  targets=job["targets"], teacher=teacher, checkpoint=job.get("checkpoint"))  # fmt: skip
     result = {
         "kind": job["kind"],
         "accuracy": distill.accuracy(model, ds.x_test, ds.y_test),
         "val_accuracy": history["val_accuracy"][-1],
-        "seconds": round(time.time() - t0, 1),
+        "seconds": round(sum(history["seconds"]), 1),  # training, with the epochs before a resume
         "params": int(model.count_params()),
     }
     if job["save"]:
         model.save(job["save"])
     if job.get("result"):  # after the model: a result file means the student's work is all on disk
         io.write_json(job["result"], result)
+    if job.get("checkpoint"):
+        shutil.rmtree(job["checkpoint"], ignore_errors=True)
     log.info("distill: seed %d, %s student: test accuracy %.4f (%.0f s)", job["seed"], job["kind"],
              result["accuracy"], result["seconds"])  # fmt: skip
     return result
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arch", help="optional JSON of student hyperparameters (e.g. a search result)")
     ap.add_argument("--out", required=True, help="folder for student_kd.keras and student_baseline.keras")
     ap.add_argument("--metrics", required=True, help="metrics/distill.json")
-    ap.add_argument("--state-dir", help="keep finished students here until the stage ends: a killed run resumes")
+    ap.add_argument("--state-dir", help="keep finished epochs and students here until the stage ends: a killed run resumes")
     args = ap.parse_args(argv)
     inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     sections = ["student", "distill", "budget", "teacher"]
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                 name = f"seed{job['seed']}_{job['kind']}"
                 job["save"] = str(work / f"{name}.keras") if job["save"] else None
                 job["result"] = str(work / f"{name}.json") if state else None
+                job["checkpoint"] = str(work / f"{name}.epochs") if state else None
             results = run_jobs([{**common, **job} for job in jobs], p["workers"])
             for job in jobs:
                 if job["save"]:

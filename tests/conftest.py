@@ -81,6 +81,26 @@ def tiny_models(tmp_path_factory) -> dict:
     return {"keras": model, "fp32": fp32, "int8": int8, "x": x, "y": y.astype(np.int64)}
 
 
+def tiny_images() -> tuple[np.ndarray, np.ndarray]:
+    """300 one-channel 16x16 synthetic images and their int64 labels."""
+    x, y = make_images(300, size=16, seed=11)
+    return x[..., None], y.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher():
+    """A small teacher trained briefly on `tiny_images`, and those (x, y)."""
+    from pipelines.vision import train
+    from pipelines.vision.tfk import seed_everything
+    from tests.test_train import P
+
+    x, y = tiny_images()
+    seed_everything(0)
+    teacher = train.build_teacher((16, 16, 1), 10, P)
+    train.train_classifier(teacher, x[:240], y[:240], x[240:], y[240:], {**P, "epochs": 4}, 0)
+    return teacher, x, y
+
+
 def run_env() -> dict:
     """Environment for subprocesses: this interpreter's venv first on PATH."""
     env = dict(os.environ)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.conftest import make_images
+from tests.conftest import tiny_images
 
 ARCH = {"stem_widths": [4, 8], "ds_widths": [16], "head": "flatten", "dropout": 0.0, "bn_momentum": 0.9}
 TRAIN = {"epochs": 2, "batch_size": 32, "learning_rate": 0.01, "augment_flip": True}
@@ -138,25 +138,6 @@ def test_student_follows_arch_and_pairs_with_the_teacher():
     assert t_taps == {(16, 16): "b0_relu1", (8, 8): "b1_relu1"}
 
 
-def _data():
-    x, y = make_images(300, size=16, seed=11)
-    return x[..., None], y.astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher():
-    """A small teacher trained briefly on synthetic images, and its (x, y)."""
-    from pipelines.vision import train
-    from pipelines.vision.tfk import seed_everything
-    from tests.test_train import P
-
-    x, y = _data()
-    seed_everything(0)
-    teacher = train.build_teacher((16, 16, 1), 10, P)
-    train.train_classifier(teacher, x[:240], y[:240], x[240:], y[240:], {**P, "epochs": 4}, 0)
-    return teacher, x, y
-
-
 @pytest.mark.parametrize(
     "weights",
     [
@@ -219,7 +200,7 @@ def test_precomputed_teacher_maps_are_the_teachers_own_on_each_view(tiny_teacher
 def test_baseline_needs_no_teacher_and_a_kd_loss_does():
     from pipelines.vision import distill
 
-    x, y = _data()
+    x, y = tiny_images()
     student = distill.build_student((16, 16, 1), 10, ARCH)
     kd = distill.DistillLoss(alpha=0.5)
     with pytest.raises(ValueError, match="precomputed targets"):
@@ -233,7 +214,7 @@ def test_snapshot_ensemble_takes_one_member_per_cycle_and_leaves_the_teacher():
     from pipelines.vision.tfk import seed_everything
     from tests.test_train import P
 
-    x, y = _data()
+    x, y = tiny_images()
     p = {**P, "augment_flip": False, "augment_shift": 0}  # a mirrored bar is another class in these images
     seed_everything(0)
     teacher = train.build_teacher((16, 16, 1), 10, p)
@@ -300,7 +281,7 @@ def test_students_train_side_by_side_in_worker_processes(tmp_path):
     from pipelines.vision.data import Dataset
     from stages.distill import run_jobs
 
-    x, y = _data()
+    x, y = tiny_images()
     Dataset(x[:240], y[:240], x[240:], y[240:], x[240:], y[240:], [str(c) for c in range(int(y.max()) + 1)]).save(
         tmp_path / "d.npz"
     )

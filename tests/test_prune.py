@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_distill import ARCH, TRAIN, _data
+from tests.conftest import tiny_images
+from tests.test_distill import ARCH, TRAIN
 
 
 def test_m_by_n_layout_on_hand_made_kernels():
@@ -25,7 +26,7 @@ def test_pruning_reaches_the_target_in_every_prunable_kernel(kind, tmp_path):
     from pipelines.vision import distill, prune
     from pipelines.vision.tfk import keras, seed_everything
 
-    x, y = _data()
+    x, y = tiny_images()
     seed_everything(0)
     student = distill.build_student((16, 16, 1), 10, ARCH)
     steps = int(np.ceil(240 / TRAIN["batch_size"]))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_distill import ARCH, TRAIN, _data
+from tests.conftest import tiny_images
+from tests.test_distill import ARCH, TRAIN
 
 
 def _dtypes(blob: bytes, tmp_path, name: str) -> dict[str, str]:
@@ -44,7 +45,7 @@ def student():
     from pipelines.vision import distill
     from pipelines.vision.tfk import seed_everything
 
-    x, y = _data()
+    x, y = tiny_images()
     seed_everything(0)
     # 64 channels: the logits kernel (2*2*64 x 10) passes dynamic range's 1024-weight minimum
     model = distill.build_student((16, 16, 1), 10, {**ARCH, "ds_widths": [64]})

@@ -1,5 +1,6 @@
 """Long stages keep their finished work until they end: a killed teacher resumes after its last
-finished epoch, a killed distill trains only the students it had not finished."""
+finished epoch, a killed distill trains only the students it had not finished, each from after its
+last finished epoch."""
 
 from __future__ import annotations
 
@@ -95,3 +96,59 @@ def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkey
     assert [r["accuracy"] for r in results] == [0.5, 0.75, 0.5, 0.5]  # in the order of the jobs
     trained.clear()
     assert stage.run_jobs(jobs, workers=2) == results and not trained  # all kept: no worker starts
+
+
+class _KilledInEpoch:
+    """A callback that stops training (as a kill would) at the first batch of epoch `epoch` (0-based)."""
+
+    def __init__(self, epoch):
+        self.epoch, self.done = epoch, 0
+
+    def set_model(self, model):
+        pass
+
+    def on_train_begin(self):
+        pass
+
+    def on_train_batch_begin(self, batch):
+        if self.done == self.epoch:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, epoch):
+        self.done = epoch + 1
+
+
+def test_a_killed_student_resumes_after_its_last_epoch_as_if_unbroken(tiny_teacher, tmp_path):
+    from pipelines.vision import distill
+    from pipelines.vision.tfk import seed_everything
+    from tests.test_distill import ARCH, TRAIN
+
+    teacher, x, y = tiny_teacher
+    targets = distill.teacher_targets([teacher], x[:240], 1.0, flips=True)
+    loss = distill.DistillLoss(alpha=0.5, hint_weight=1.0)  # hints: the adapters' weights are kept too
+    p = {**TRAIN, "epochs": 3}
+
+    def run(arch=ARCH, **kw):
+        seed_everything(0)
+        student = distill.build_student((16, 16, 1), 10, arch)
+        history = distill.fit_student(student, x[:240], y[:240], x[240:], y[240:], loss, p, 0, targets=targets,
+                                      teacher=teacher, **kw)  # fmt: skip
+        return student, history
+
+    unbroken, history = run()
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint=ckpt, callbacks=[_KilledInEpoch(2)])
+    kept = sorted(f.name for f in ckpt.iterdir())
+    assert "epoch.json" in kept and any(f.startswith("epoch2.") for f in kept)
+    assert not any(f.startswith("epoch1.") for f in kept)  # only the last finished epoch stays
+    timed = io.read_json(ckpt / "epoch.json")["state"]["history"]["seconds"]
+    resumed, resumed_history = run(checkpoint=ckpt)
+    assert len(timed) == 2 and resumed_history["seconds"][:2] == timed  # kept, not timed again
+    del history["seconds"], resumed_history["seconds"]
+    assert resumed_history == history  # the two kept epochs' rows, then the third trained again
+    for a, b in zip(unbroken.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    dropout = {**ARCH, "dropout": 0.5}  # keeping epochs draws no random numbers: with dropout, unchanged too
+    plain, kept = run(arch=dropout)[0], run(arch=dropout, checkpoint=tmp_path / "unbroken")[0]
+    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), kept.get_weights(), strict=True))

@@ -16,9 +16,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
+from pipelines.common import io
 from pipelines.vision.tfk import keras, tf
 from pipelines.vision.train import to_float
 
@@ -390,8 +392,10 @@ def fit_student(
     targets: TeacherTargets | None = None,
     teacher: keras.Model | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint: str | Path | None = None,
 ) -> dict[str, list[float]]:
-    """Train `student` with `loss` by a GradientTape loop; returns per-epoch loss, accuracy, val_accuracy.
+    """Train `student` with `loss` by a GradientTape loop; returns per-epoch loss, accuracy,
+    val_accuracy and seconds.
 
     Teacher outputs come precomputed in `targets`: the logits and softened outputs, and for
     attention transfer and relational KD the teacher's attention maps and embedding (made with
@@ -399,6 +403,11 @@ def fit_student(
     `teacher` on each batch. `p` holds epochs, batch_size, learning_rate and augment_flip.
     `callbacks` get on_train_begin / on_train_batch_begin / on_epoch_end (what tfmot's
     UpdatePruningStep needs). Random flips pick the matching precomputed teacher outputs.
+
+    With `checkpoint` (a folder), every finished epoch is kept there: the weights (the adapters'
+    too), the optimiser's state, the data order's random state and the history. A call that finds
+    one resumes after its epoch with the same data order as an unbroken run; only dropout's masks
+    are drawn afresh, so without dropout the result is the same bit for bit.
     """
     if loss.uses_teacher and targets is None:
         raise ValueError("a distillation loss needs the teacher's precomputed targets")
@@ -478,9 +487,13 @@ def fit_student(
     for cb in callbacks:
         cb.set_model(student)
         cb.on_train_begin()
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_accuracy": []}
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_accuracy": [], "seconds": []}
+    saver = EpochCheckpoint(checkpoint, student=student, optimizer=optimizer, adapters=adapters) if checkpoint else None
+    if saver and (kept := saver.restore()):
+        rng.bit_generator.state, history = kept["rng"], kept["history"]
+        log.info("distill: resuming after epoch %d of %d (%s)", len(history["loss"]), p["epochs"], checkpoint)
     y_all = y_train.astype(np.int64)
-    for epoch in range(p["epochs"]):
+    for epoch in range(len(history["loss"]), p["epochs"]):
         t0 = time.time()
         order = rng.permutation(n)
         flip = rng.random(n) < 0.5 if p["augment_flip"] else np.zeros(n, bool)
@@ -506,9 +519,43 @@ def fit_student(
         history["loss"].append(total / n)
         history["accuracy"].append(correct / n)
         history["val_accuracy"].append(val_acc)
+        history["seconds"].append(round(time.time() - t0, 1))
         log.info("epoch %d/%d %.0fs loss=%.4f accuracy=%.4f val_accuracy=%.4f", epoch + 1, p["epochs"],
                  time.time() - t0, total / n, correct / n, val_acc)  # fmt: skip
+        if saver:
+            saver.save({"rng": rng.bit_generator.state, "history": history})
     return history
+
+
+class EpochCheckpoint:
+    """A training loop's last finished epoch in a folder: the TensorFlow objects passed in (a
+    `tf.train.Checkpoint`) and a JSON `state`. Each epoch writes a new checkpoint, then `epoch.json`
+    naming it, then removes the one before, so a run killed at any point leaves a whole epoch."""
+
+    def __init__(self, folder: str | Path, **objects) -> None:
+        self.folder = Path(folder)
+        self.ckpt = tf.train.Checkpoint(**objects)
+
+    def restore(self) -> dict | None:
+        """The saved state, or None when there is none. The objects' values are put back (an
+        optimiser's slots when it next creates them)."""
+        index = self.folder / "epoch.json"
+        if not index.is_file():
+            return None
+        kept = io.read_json(index)
+        self.ckpt.read(str(self.folder / kept["checkpoint"])).assert_existing_objects_matched()
+        return kept["state"]
+
+    def save(self, state: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        index = self.folder / "epoch.json"
+        before = io.read_json(index)["checkpoint"] if index.is_file() else None
+        name = f"epoch{len(state['history']['loss'])}"
+        self.ckpt.write(str(self.folder / name))
+        io.write_json(index, {"checkpoint": name, "state": state})
+        if before and before != name:
+            for old in self.folder.glob(f"{before}.*"):
+                old.unlink()
 
 
 def accuracy(model: keras.Model, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
