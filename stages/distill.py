@@ -13,11 +13,14 @@ had not finished, each from after its last finished epoch.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -128,12 +131,29 @@ def gain_points(run: dict) -> float:
     return round((run["kd_accuracy"] - run["baseline_accuracy"]) * 100, 3)
 
 
-def _worker_init(threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), so that workers of a stage
+    killed by `kill -9` do not train on, orphaned, beside the next run."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request above
+        os._exit(1)
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    _die_with(parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from pipelines.vision.tfk import tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """`workers` fresh processes (TensorFlow's runtime does not survive a fork), each with
+    `threads` TensorFlow threads, that die with this process."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid()))
 
 
 def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
@@ -153,8 +173,7 @@ def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
         threads = max(1, (os.cpu_count() or 1) // workers)
         log.info("distill: %d students in %d worker processes, %d TensorFlow thread(s) each", len(todo), workers,
                  threads)  # fmt: skip
-        context = multiprocessing.get_context("spawn")  # TensorFlow's runtime does not survive a fork
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+        with worker_pool(workers, threads) as pool:
             trained = iter(list(pool.map(train_student, todo)))
     return [kept[i] if i in kept else next(trained) for i in range(len(jobs))]
 

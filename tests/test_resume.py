@@ -4,12 +4,19 @@ last finished epoch."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from pipelines.common import io
 from pipelines.common.stage import resume_dir
-from tests.conftest import make_images
+from tests.conftest import ROOT, make_images, run_env
 from tests.test_train import P
 
 
@@ -152,3 +159,38 @@ def test_a_killed_student_resumes_after_its_last_epoch_as_if_unbroken(tiny_teach
     dropout = {**ARCH, "dropout": 0.5}  # keeping epochs draws no random numbers: with dropout, unchanged too
     plain, kept = run(arch=dropout)[0], run(arch=dropout, checkpoint=tmp_path / "unbroken")[0]
     assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), kept.get_weights(), strict=True))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has died and waits to be reaped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_distill_workers_die_with_a_stage_killed_by_sigkill():
+    script = (
+        "import multiprocessing, time\n"
+        "from stages.distill import worker_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = worker_pool(2, 1)\n"
+        "    [f.result() for f in [pool.submit(time.sleep, 2) for _ in range(2)]]\n"
+        "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
+        "    time.sleep(600)\n"
+    )  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=run_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        proc.kill()  # SIGKILL: the stage has no say
+        proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    orphans = [pid for pid in workers if _alive(pid)]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans
