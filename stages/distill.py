@@ -133,9 +133,11 @@ def gain_points(run: dict) -> float:
 
 def _die_with(parent: int) -> None:
     """Have the kernel kill this process when its parent dies (Linux), so that workers of a stage
-    killed by `kill -9` do not train on, orphaned, beside the next run."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    killed by `kill -9` do not train on, orphaned, beside the next run. The signal comes when the
+    thread that started the process ends: `worker_pool`'s executor starts its workers in the
+    thread that submits the jobs, the stage's main thread."""
+    if sys.platform.startswith("linux") and ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL):  # 1: PDEATHSIG
+        log.warning("distill: this worker will not die with the stage (prctl: errno %d)", ctypes.get_errno())
     if os.getppid() != parent:  # the parent died before the request above
         os._exit(1)
 
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     sections = ["student", "distill", "budget", "teacher"]
     with Stage("distill", args.params, sections=sections, inputs=inputs) as st:
-        from pipelines.vision import distill
+        from pipelines.vision import distill, train
         from pipelines.vision.data import Dataset
 
         p = st.params["distill"]
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
             teacher_files = [args.teacher, *(st.resolve(t) for t in extra)]
             state = resume_dir(args.state_dir, {"student": arch, "distill": p, "teacher": st.params["teacher"],
                                                 "seed": st.seed, "data": io.sha256_file(args.data),
-                                                "teachers": [io.sha256_file(t) for t in teacher_files]})  # fmt: skip
+                                                "teachers": [io.sha256_file(t) for t in teacher_files]},
+                               code=[__file__, distill.__file__, train.__file__])  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp, io.atomic_dir(args.out) as out:
             work = state or Path(tmp)
             for job in jobs:

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("teacher: %d parameters, %d epochs on %d images", model.count_params(), p["epochs"], len(ds.x_train))
         state, callbacks, done = None, [], 0
         if args.state_dir:
-            state = resume_dir(args.state_dir, {"teacher": p, "seed": st.seed, "data": io.sha256_file(args.data)})
+            state = resume_dir(args.state_dir, {"teacher": p, "seed": st.seed, "data": io.sha256_file(args.data)},
+                               code=[__file__, train.__file__])
             callbacks = resumable(state, p["epochs"])
             done = len(kept_history(state / "history.csv").get("loss", []))
             if done:

@@ -28,6 +28,17 @@ def test_resume_dir_is_named_by_its_key_and_drops_other_keys(tmp_path):
     assert b != a and not a.exists() and [p.name for p in tmp_path.iterdir()] == [b.name]
 
 
+def test_resume_dir_changes_with_the_code_that_does_the_work(tmp_path):
+    code = tmp_path / "stage.py"
+    code.write_text("epochs = 2\n")
+    root = tmp_path / "state"
+    a = resume_dir(root, {"data": "abc"}, code=[code])
+    assert resume_dir(root, {"data": "abc"}, code=[code]) == a
+    code.write_text("epochs = 3\n")
+    b = resume_dir(root, {"data": "abc"}, code=[code])
+    assert b != a and not a.exists()
+
+
 class Interrupt(Exception):
     pass
 
@@ -105,11 +116,12 @@ def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkey
     assert stage.run_jobs(jobs, workers=2) == results and not trained  # all kept: no worker starts
 
 
-class _KilledInEpoch:
-    """A callback that stops training (as a kill would) at the first batch of epoch `epoch` (0-based)."""
+class _Epochs:
+    """A callback that records the epochs trained and stops training (as a kill would) at the first
+    batch of epoch `kill_at` (0-based)."""
 
-    def __init__(self, epoch):
-        self.epoch, self.done = epoch, 0
+    def __init__(self, kill_at=None):
+        self.kill_at, self.ended = kill_at, []
 
     def set_model(self, model):
         pass
@@ -118,47 +130,72 @@ class _KilledInEpoch:
         pass
 
     def on_train_batch_begin(self, batch):
-        if self.done == self.epoch:
+        if self.kill_at is not None and len(self.ended) == self.kill_at:
             raise KeyboardInterrupt
 
     def on_epoch_end(self, epoch):
-        self.done = epoch + 1
+        self.ended.append(epoch)
 
 
-def test_a_killed_student_resumes_after_its_last_epoch_as_if_unbroken(tiny_teacher, tmp_path):
+@pytest.fixture
+def student_run(tiny_teacher):
+    """Train a student 3 epochs with Hinton KD and hints (the adapters' weights are kept too), its
+    initial weights drawn from `init_seed`; returns (student, history)."""
     from pipelines.vision import distill
     from pipelines.vision.tfk import seed_everything
     from tests.test_distill import ARCH, TRAIN
 
     teacher, x, y = tiny_teacher
     targets = distill.teacher_targets([teacher], x[:240], 1.0, flips=True)
-    loss = distill.DistillLoss(alpha=0.5, hint_weight=1.0)  # hints: the adapters' weights are kept too
-    p = {**TRAIN, "epochs": 3}
+    loss = distill.DistillLoss(alpha=0.5, hint_weight=1.0)
 
-    def run(arch=ARCH, **kw):
-        seed_everything(0)
+    def run(init_seed=0, arch=ARCH, **kw):
+        seed_everything(init_seed)
         student = distill.build_student((16, 16, 1), 10, arch)
-        history = distill.fit_student(student, x[:240], y[:240], x[240:], y[240:], loss, p, 0, targets=targets,
-                                      teacher=teacher, **kw)  # fmt: skip
+        history = distill.fit_student(student, x[:240], y[:240], x[240:], y[240:], loss, {**TRAIN, "epochs": 3}, 0,
+                                      targets=targets, teacher=teacher, **kw)  # fmt: skip
         return student, history
 
-    unbroken, history = run()
+    return run
+
+
+def _same_weights(a, b) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights(), strict=True))
+
+
+def test_a_killed_student_resumes_after_its_last_epoch_as_if_unbroken(student_run, tmp_path):
+    from tests.test_distill import ARCH
+
+    unbroken, history = student_run()
     ckpt = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        run(checkpoint=ckpt, callbacks=[_KilledInEpoch(2)])
+        student_run(checkpoint=ckpt, callbacks=[_Epochs(kill_at=2)])
     kept = sorted(f.name for f in ckpt.iterdir())
     assert "epoch.json" in kept and any(f.startswith("epoch2.") for f in kept)
     assert not any(f.startswith("epoch1.") for f in kept)  # only the last finished epoch stays
     timed = io.read_json(ckpt / "epoch.json")["state"]["history"]["seconds"]
-    resumed, resumed_history = run(checkpoint=ckpt)
+    epochs = _Epochs()
+    resumed, resumed_history = student_run(init_seed=123, checkpoint=ckpt, callbacks=[epochs])  # other initial weights
+    assert epochs.ended == [2]  # only the third epoch trained
     assert len(timed) == 2 and resumed_history["seconds"][:2] == timed  # kept, not timed again
     del history["seconds"], resumed_history["seconds"]
-    assert resumed_history == history  # the two kept epochs' rows, then the third trained again
-    for a, b in zip(unbroken.get_weights(), resumed.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert resumed_history == history  # the two kept epochs' rows, then the third's as in the unbroken run
+    assert _same_weights(unbroken, resumed)
     dropout = {**ARCH, "dropout": 0.5}  # keeping epochs draws no random numbers: with dropout, unchanged too
-    plain, kept = run(arch=dropout)[0], run(arch=dropout, checkpoint=tmp_path / "unbroken")[0]
-    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), kept.get_weights(), strict=True))
+    assert _same_weights(student_run(arch=dropout)[0], student_run(arch=dropout, checkpoint=tmp_path / "unbroken")[0])
+
+
+def test_a_kept_epoch_that_cannot_be_read_back_is_dropped_and_training_starts_afresh(student_run, tmp_path, caplog):
+    unbroken, _ = student_run()
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        student_run(checkpoint=ckpt, callbacks=[_Epochs(kill_at=2)])
+    data = next(ckpt.glob("epoch2.data-*"))
+    data.write_bytes(data.read_bytes()[:100])  # cut short, as by a crash of the machine
+    epochs = _Epochs()
+    student, _ = student_run(checkpoint=ckpt, callbacks=[epochs])
+    assert epochs.ended == [0, 1, 2] and _same_weights(unbroken, student)
+    assert "cannot be read back" in caplog.text
 
 
 def _alive(pid: int) -> bool:

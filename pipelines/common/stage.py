@@ -33,13 +33,14 @@ def resolve(params_path: str | Path, relative: str | Path) -> Path:
     return p if p.is_absolute() else (Path(params_path).parent / p)
 
 
-def resume_dir(root: str | Path, key: Mapping[str, Any]) -> Path:
+def resume_dir(root: str | Path, key: Mapping[str, Any], code: Iterable[str | Path] = ()) -> Path:
     """The folder under `root` where a long stage keeps its finished pieces of work (epochs,
     students) until it ends, so that a killed run picks them up again. It is named by a hash of
-    `key` (JSON: the params and input hashes that decide the work); folders of other keys, left by
-    a killed run with other settings, are removed, so only work of the same run is ever resumed."""
+    `key` (JSON: the params and input hashes that decide the work) and of the `code` files' bytes;
+    folders of other keys, left by a killed run with other settings or other code, are removed, so
+    only work of the same run is ever resumed."""
     root = Path(root)
-    name = params_hash(dict(key))
+    name = params_hash({**key, "code": [io.sha256_file(f) for f in code]})
     if root.is_dir():
         for old in root.iterdir():
             if old.name != name:

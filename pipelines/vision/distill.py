@@ -13,6 +13,7 @@ teacher's own architecture.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -484,14 +485,14 @@ def fit_student(
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(s_logits, -1), y), tf.float32))
         return value, correct
 
-    for cb in callbacks:
-        cb.set_model(student)
-        cb.on_train_begin()
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_accuracy": [], "seconds": []}
     saver = EpochCheckpoint(checkpoint, student=student, optimizer=optimizer, adapters=adapters) if checkpoint else None
     if saver and (kept := saver.restore()):
         rng.bit_generator.state, history = kept["rng"], kept["history"]
         log.info("distill: resuming after epoch %d of %d (%s)", len(history["loss"]), p["epochs"], checkpoint)
+    for cb in callbacks:
+        cb.set_model(student)
+        cb.on_train_begin()
     y_all = y_train.astype(np.int64)
     for epoch in range(len(history["loss"]), p["epochs"]):
         t0 = time.time()
@@ -538,13 +539,20 @@ class EpochCheckpoint:
 
     def restore(self) -> dict | None:
         """The saved state, or None when there is none. The objects' values are put back (an
-        optimiser's slots when it next creates them)."""
+        optimiser's slots when it next creates them). A folder that cannot be read back (other
+        objects, files cut short by a crash of the machine) is removed: training starts afresh."""
         index = self.folder / "epoch.json"
         if not index.is_file():
             return None
-        kept = io.read_json(index)
-        self.ckpt.read(str(self.folder / kept["checkpoint"])).assert_existing_objects_matched()
-        return kept["state"]
+        try:
+            kept = io.read_json(index)
+            self.ckpt.read(str(self.folder / kept["checkpoint"])).assert_existing_objects_matched()
+            return kept["state"]
+        except Exception as e:  # noqa: BLE001 - whatever the reason, training afresh is right
+            log.warning("%s: the kept epoch cannot be read back (%s: %s); starting afresh", self.folder,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
+            shutil.rmtree(self.folder)
+            return None
 
     def save(self, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
