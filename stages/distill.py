@@ -86,8 +86,6 @@ def train_student(job: dict) -> dict:
         model.save(job["save"])
     if job.get("result"):  # after the model: a result file means the student's work is all on disk
         io.write_json(job["result"], result)
-    if job.get("checkpoint"):
-        shutil.rmtree(job["checkpoint"], ignore_errors=True)
     log.info("distill: seed %d, %s student: test accuracy %.4f (%.0f s)", job["seed"], job["kind"],
              result["accuracy"], result["seconds"])  # fmt: skip
     return result

@@ -174,9 +174,11 @@ def test_a_killed_student_resumes_after_its_last_epoch_as_if_unbroken(student_ru
     assert "epoch.json" in kept and any(f.startswith("epoch2.") for f in kept)
     assert not any(f.startswith("epoch1.") for f in kept)  # only the last finished epoch stays
     timed = io.read_json(ckpt / "epoch.json")["state"]["history"]["seconds"]
+    (ckpt / "epoch1.index").write_bytes(b"")  # what a kill between writing the index and the clean-up leaves
     epochs = _Epochs()
     resumed, resumed_history = student_run(init_seed=123, checkpoint=ckpt, callbacks=[epochs])  # other initial weights
     assert epochs.ended == [2]  # only the third epoch trained
+    assert {f.name.split(".")[0] for f in ckpt.glob("epoch[0-9]*")} == {"epoch3"}  # the leftover went too
     assert len(timed) == 2 and resumed_history["seconds"][:2] == timed  # kept, not timed again
     del history["seconds"], resumed_history["seconds"]
     assert resumed_history == history  # the two kept epochs' rows, then the third's as in the unbroken run

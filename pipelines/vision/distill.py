@@ -440,7 +440,7 @@ def fit_student(
                 adapters.append(adapter)
                 trainable += adapter.trainable_variables
         log.info("distill: feature pairs (student layer, spatial size) %s", [(s_taps[z], z) for z in sizes])
-    if loss.attention_weight > 0:  # per batch: each pair's teacher attention map, then the embedding
+    if loss.attention_weight > 0:  # per batch: each pair's teacher attention map
         extras += [targets.attention[z] for z in sizes]
     if loss.uses_embedding:
         extras.append(targets.embedding)
@@ -522,7 +522,7 @@ def fit_student(
         history["val_accuracy"].append(val_acc)
         history["seconds"].append(round(time.time() - t0, 1))
         log.info("epoch %d/%d %.0fs loss=%.4f accuracy=%.4f val_accuracy=%.4f", epoch + 1, p["epochs"],
-                 time.time() - t0, total / n, correct / n, val_acc)  # fmt: skip
+                 history["seconds"][-1], total / n, correct / n, val_acc)  # fmt: skip
         if saver:
             saver.save({"rng": rng.bit_generator.state, "history": history})
     return history
@@ -556,13 +556,11 @@ class EpochCheckpoint:
 
     def save(self, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        index = self.folder / "epoch.json"
-        before = io.read_json(index)["checkpoint"] if index.is_file() else None
         name = f"epoch{len(state['history']['loss'])}"
         self.ckpt.write(str(self.folder / name))
-        io.write_json(index, {"checkpoint": name, "state": state})
-        if before and before != name:
-            for old in self.folder.glob(f"{before}.*"):
+        io.write_json(self.folder / "epoch.json", {"checkpoint": name, "state": state})
+        for old in self.folder.glob("epoch[0-9]*.*"):  # the epoch before, and any a kill left behind
+            if old.name.split(".")[0] != name:
                 old.unlink()
 
 
