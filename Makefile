@@ -19,7 +19,7 @@ TARGET ?= $(PROFILE)/dvc.yaml:report
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup repro repro-quick exp search-distributed test test-all test-slow lint ui mlflow-server report doctor bench-stability clean
+.PHONY: help setup repro repro-quick exp search-distributed test test-all test-slow lint ui mlflow-server report results doctor bench-stability clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -37,10 +37,10 @@ setup: ## Build .venv with the pinned stack, install edgesmith, fetch Fashion-MN
 	@git config user.name >/dev/null || git config user.name "edgesmith"
 	@echo "setup done: $$($(BIN)/python --version), $$($(BIN)/dvc --version | head -1) (dvc)"
 
-repro: ## Run the full pipeline (dvc repro): data, teacher, distill, prune, quantize, benchmark, report
+repro: ## Run every stage of dvc.yaml (dvc repro): the vision chain with search and calibration, and the graph pipeline
 	$(BIN)/dvc repro
 
-repro-quick: ## Run the same stages on the quick profile (profiles/quick: 4k images, 2 epochs, <5 min)
+repro-quick: ## Run the same stages on the quick profile (profiles/quick: a few thousand images, 2 epochs)
 	@cmp -s dvc.yaml $(QUICK)/dvc.yaml || cp dvc.yaml $(QUICK)/dvc.yaml
 	$(BIN)/dvc repro $(QUICK)/dvc.yaml
 
@@ -53,17 +53,10 @@ exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profi
 	@! $(BIN)/dvc queue status | grep -qw 'Failed' || { echo "failed experiments: dvc queue logs NAME shows why" >&2; exit 1; }
 	$(BIN)/dvc exp show --no-pager --md --only-changed
 
-search-distributed: ## The search stage as a keras-tuner chief + WORKERS workers on this host: make search-distributed WORKERS=2 [PROFILE=profiles/quick]
-	$(BIN)/dvc repro $(PROFILE)/dvc.yaml:data
-	@port=$${PORT:-$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}; \
-	cmd="$$($(BIN)/python -c 'import sys, yaml; print(" ".join(yaml.safe_load(open(sys.argv[1]))["stages"]["search"]["cmd"].split()))' $(PROFILE)/dvc.yaml)"; \
-	cd $(PROFILE) && mkdir -p .tuner && export KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=$$port && pids="" && \
-	for i in $$(seq 0 $$(($(WORKERS) - 1))); do KERASTUNER_TUNER_ID=tuner$$i $$cmd > .tuner/worker$$i.log 2>&1 & pids="$$pids $$!"; done; \
-	echo "chief on 127.0.0.1:$$port, $(WORKERS) worker(s) (worker logs: $(PROFILE)/.tuner/worker*.log)"; \
-	KERASTUNER_TUNER_ID=chief $$cmd; status=$$?; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
-	$(BIN)/dvc commit -f $(PROFILE)/dvc.yaml:search
+search-distributed: ## The search stage as a keras-tuner chief + WORKERS workers on this host: make search-distributed WORKERS=2 [PROFILE=profiles/quick] [PORT=...]
+	scripts/search-distributed.sh $(PROFILE) $(WORKERS) $(PORT)
 
-test: ## Fast test suite (no slow pipeline runs, < 5 min)
+test: ## Fast test suite (everything not marked slow)
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: ## Only the slow tests: the real stages on the quick profile in a temporary copy
@@ -89,6 +82,9 @@ mlflow-server: ## A real MLflow server on http://127.0.0.1:$(MLFLOW_PORT) (SQLit
 
 report: ## Print the last pipeline report (metrics/report.json) as a table
 	@$(BIN)/edgesmith report metrics/report.json
+
+results: ## Regenerate docs/results.md from metrics/*.json
+	$(BIN)/edgesmith results --metrics metrics --out docs/results.md
 
 doctor: ## Check the stack, Keras flavour, TFLite runtime, dataset and tracking store
 	$(BIN)/edgesmith doctor

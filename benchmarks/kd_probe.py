@@ -28,7 +28,10 @@ sys.path.insert(0, str(ROOT))
 from pipelines.common import io  # noqa: E402
 from pipelines.common.params import ParamsError, validate  # noqa: E402
 from pipelines.common.stage import resolve  # noqa: E402
-from stages.distill import TRAINING_KEYS, by_seed, gain_points, run_jobs, student_arch, teachers_and_targets  # noqa: E402
+from pipelines.common.stats import summarise  # noqa: E402
+from pipelines.vision.distill import TRAINING_KEYS, by_seed, gain_points, load_teachers, train_students  # noqa: E402
+from pipelines.vision.losses import DistillLoss  # noqa: E402
+from pipelines.vision.student import student_arch  # noqa: E402
 
 
 def overridden(params_path: Path, sets: list[str]) -> dict:
@@ -81,29 +84,27 @@ def main(argv: list[str] | None = None) -> int:
     if train_baselines and not args.baselines:
         logging.info("kd_probe: the recorded baselines do not match these settings or seeds; training them here")
 
-    from pipelines.vision import distill
+
     from pipelines.vision.data import Dataset
 
     ds = Dataset.load(args.data)
-    teachers, targets, _, _ = teachers_and_targets(
-        p, str(args.teacher), lambda rel: resolve(args.params, rel), ds, params["teacher"], seeds[0]
-    )
-    loss = distill.DistillLoss.from_params(p)
+    teachers = load_teachers(p, str(args.teacher), lambda rel: resolve(args.params, rel), ds, params["teacher"], seeds[0])
+    loss = DistillLoss.from_params(p)
     kinds = [("kd", loss)] + ([("baseline", loss.labels_only())] if train_baselines else [])
     common = {"data": str(args.data), "arch": arch, "distill": p, "teacher_params": params["teacher"],
-              "teacher": str(args.teacher), "targets": targets, "save": None}  # fmt: skip
+              "teacher": str(args.teacher), "targets": teachers.targets, "save": None}  # fmt: skip
     jobs = [{**common, "seed": s, "kind": kind, "loss": vars(kl)} for s in seeds for kind, kl in kinds]
-    rows = by_seed(jobs, run_jobs(jobs, p["workers"]))
+    rows = by_seed(jobs, train_students(jobs, p["workers"]))
     for s, row in rows.items():
         row.setdefault("baseline_accuracy", recorded_runs.get(s, {}).get("baseline_accuracy"))
         row["kd_gain_points"] = gain_points(row)
         print(f"seed {s}: distilled {row['kd_accuracy']:.2%}, baseline {row['baseline_accuracy']:.2%}, "
               f"gain {row['kd_gain_points']:+.2f} points")  # fmt: skip
-    gain = distill.summarise([r["kd_gain_points"] for r in rows.values()])
+    gain = summarise([r["kd_gain_points"] for r in rows.values()])
     print(f"kd_gain {gain['mean']:+.2f} ± {gain['std']:.2f} points over {len(rows)} seed(s)"
           f" ({'baselines trained here' if train_baselines else 'baselines from ' + str(args.distill_metrics)})")  # fmt: skip
     if args.json:
-        io.write_json(args.json, {"set": args.set, "loss": vars(loss), "teachers": len(teachers), "runs": list(rows.values()),
+        io.write_json(args.json, {"set": args.set, "loss": vars(loss), "teachers": len(teachers.models), "runs": list(rows.values()),
                                   "kd_gain_points": gain, "baselines_trained": train_baselines})  # fmt: skip
     return 0
 

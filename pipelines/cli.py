@@ -90,15 +90,15 @@ def _store(params: str | Path) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipelines.common import io, report
+    from pipelines.common import budget, io, render
 
-    budget = _budget(args.params) if args.params and args.markdown else None
+    bounds = _budget(args.params) if args.params and args.markdown else None
     doc = _read_report(args.path)
     if not args.markdown:
-        print(report.table(doc))
+        print(render.table(doc))
         return 0
-    checks = report.check_budget(doc, budget) if budget else None
-    text = report.markdown(doc, checks, title=args.title)
+    checks = budget.check_budget(doc, bounds) if bounds else None
+    text = render.markdown(doc, checks, title=args.title)
     if args.markdown == "-":
         print(text, end="")
     else:
@@ -107,14 +107,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check_budget(args: argparse.Namespace) -> int:
-    from pipelines.common import report
+    from pipelines.common import budget, render
 
-    budget = _budget(args.params)  # a bad params file is reported first, as by the stages
+    bounds = _budget(args.params)  # a bad params file is reported first, as by the stages
     path = args.report or Path(args.params).parent / "metrics" / "report.json"
     doc = _read_report(path)
-    checks = report.check_budget(doc, budget)
+    checks = budget.check_budget(doc, bounds)
     print(f"budget of {args.params} for the final model '{doc['final']}' of {path}:")
-    print("\n".join("  " + line for line in report.budget_lines(checks)))
+    print("\n".join("  " + line for line in render.budget_lines(checks)))
     broken = [c["field"] for c in checks if not c["ok"]]
     print(f"over budget: {', '.join(broken)}" if broken else "within budget")
     return 1 if broken else 0
@@ -141,6 +141,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"KEPT    {line}")
     print(f"{len(logged)} run(s) logged to {uri}, {len(kept)} still in {tracking.outbox_dir(store)}")
     return 1 if kept else 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from pipelines.common import io, results
+
+    io.write_text(args.out, results.render(Path(args.metrics)))
+    print(f"wrote {args.out} from {args.metrics}")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -213,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     sy = sub.add_parser("sync", help="log the runs a stage could not log (the store's outbox) to MLflow now")
     sy.add_argument("--params", default="params.yaml", help="whose store (base.mlruns_dir) and outbox")
     sy.set_defaults(func=cmd_sync)
+
+    rs = sub.add_parser("results", help="write the measured results of metrics/*.json as Markdown tables (docs/results.md)")
+    rs.add_argument("--metrics", default="metrics", help="folder of the metrics JSON files (default metrics)")
+    rs.add_argument("--out", default="docs/results.md", help="the Markdown file to write (default docs/results.md)")
+    rs.set_defaults(func=cmd_results)
 
     d = sub.add_parser("doctor", help="check the stack, dataset, runtime and tracking store")
     d.add_argument("--params", default="params.yaml")

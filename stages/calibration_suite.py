@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/calibration_suite.json")
     args = ap.parse_args(argv)
     with Stage("calibration_suite", args.params, sections=[]) as st:
+        from pipelines.common.seeding import seed_everything
         from pipelines.vision import calibration, convert
-        from pipelines.vision.tfk import seed_everything
 
         seed_everything(st.seed)
         made = {}

@@ -13,6 +13,7 @@ import numpy as np
 from pipelines.common import io
 from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
+from pipelines.common.stats import mean_std
 
 log = logging.getLogger("edgesmith.gnn_distill")
 
@@ -61,10 +62,10 @@ def main(argv: list[str] | None = None) -> None:
             return float((lg.argmax(-1)[arrays.test_mask] == arrays.y[arrays.test_mask]).mean())
 
         results: dict[str, dict] = {}
-        t_acc, t_std = train.mean_std([test_acc(lg) for lg in teacher_logits])
+        t_acc, t_std = mean_std([test_acc(lg) for lg in teacher_logits])
         results["teacher"] = {"name": teacher, "conv": configs[teacher]["conv"], "accuracy": t_acc, "accuracy_std": t_std}
         if "mlp" in logits:
-            m_acc, m_std = train.mean_std([test_acc(lg) for lg in logits["mlp"]])
+            m_acc, m_std = mean_std([test_acc(lg) for lg in logits["mlp"]])
             results["mlp"] = {"accuracy": m_acc, "accuracy_std": m_std}
         exported = None
         for setting in distill.SETTINGS:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                          run.test_accuracy, test_acc(teacher_logits[i]))  # fmt: skip
                 if setting == "transductive" and i == 0:
                     exported = (student, run)
-            acc, std = train.mean_std([r.test_accuracy for r in runs])
+            acc, std = mean_std([r.test_accuracy for r in runs])
             results[f"student_{setting}"] = {"accuracy": acc, "accuracy_std": std,
                                              "accuracies": [round(r.test_accuracy, 5) for r in runs]}  # fmt: skip
         student, run = exported

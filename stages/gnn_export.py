@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     inputs = {"data": args.data, "student": args.student}
     with Stage("gnn_export", args.params, sections=["graph", "gnn_export"], inputs=inputs) as st:
+        from pipelines.common.seeding import seed_everything
         from pipelines.edge import evaluate
         from pipelines.graph import export, store
-        from pipelines.vision.tfk import seed_everything
 
         p = st.params["gnn_export"]
         seed_everything(st.seed)

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         }  # fmt: skip
         plots = Path(args.plots)
         columns = (*graph_report.GRAPH_FIELDS[:-1],)  # the CSV leaves out the long `latency_includes` text
-        io.write_text(plots / "report.csv", report.csv_text(rows, columns))
+        io.write_text(plots / "report.csv", io.csv_text(rows, columns))
         with io.atomic_path(plots / "accuracy_latency.png") as tmp:
             graph_report.plot_accuracy_vs_latency(rows, final, tmp)
         for key, t in doc["targets"].items():

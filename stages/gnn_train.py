@@ -14,6 +14,7 @@ import numpy as np
 from pipelines.common import io
 from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
+from pipelines.common.stats import mean_std
 
 log = logging.getLogger("edgesmith.gnn_train")
 NODE_KEYS = ("conv", "hidden", "layers", "heads", "dropout", "attention_dropout", "lr", "weight_decay",
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
                              runs[-1].test_accuracy, runs[-1].val_accuracy, runs[-1].best_epoch, runs[-1].seconds)  # fmt: skip
                 torch.save(runs[0].state_dict, out / f"{name}.pt")  # the first seed's model is the one deployed and timed
                 logits[name] = np.stack([r.logits for r in runs]).astype(np.float32)
-                acc, acc_std = train.mean_std([r.test_accuracy for r in runs])
-                val, val_std = train.mean_std([r.val_accuracy for r in runs])
+                acc, acc_std = mean_std([r.test_accuracy for r in runs])
+                val, val_std = mean_std([r.val_accuracy for r in runs])
                 node_metrics[name] = {
                     **cfg, "dataset": node_arrays.name, "accuracy": acc, "accuracy_std": acc_std,
                     "val_accuracy": val, "val_accuracy_std": val_std,
@@ -78,11 +79,11 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.time()
                 runs = [train.train_graph_fold(graph_arrays, graphs, cfg, f, st.seed) for f in range(folds)]
                 torch.save(runs[0].state_dict, out / f"{name}.pt")
-                acc, acc_std = train.mean_std([r.test_accuracy for r in runs])
+                acc, acc_std = mean_std([r.test_accuracy for r in runs])
                 graph_metrics[name] = {
                     **cfg, "dataset": graph_arrays.name, "accuracy": acc, "accuracy_std": acc_std,
                     "fold_accuracies": [round(r.test_accuracy, 5) for r in runs],
-                    "train_accuracy": train.mean_std([r.train_accuracy for r in runs])[0],
+                    "train_accuracy": mean_std([r.train_accuracy for r in runs])[0],
                     "params": models.count_params(models.build_graph_model(cfg, graph_arrays.x.shape[1], graph_arrays.num_classes)),
                     "train_seconds": round(time.time() - t0, 2), "file": f"{args.out}/{name}.pt",
                     "size_bytes": (out / f"{name}.pt").stat().st_size,

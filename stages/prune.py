@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
-import time
-from pathlib import Path
-
-import numpy as np
 
 from pipelines.common import budget, io
 from pipelines.common.stage import Stage
@@ -29,83 +24,47 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="the pruned, stripped student (.keras)")
     ap.add_argument("--metrics", required=True, help="metrics/prune.json")
     args = ap.parse_args(argv)
-    inputs = {
-        "data": args.data,
-        "student": args.student,
-        "teacher": args.teacher,
-        "teacher_metrics": args.teacher_metrics,
-    }
+    inputs = {"data": args.data, "student": args.student, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     with Stage("prune", args.params, sections=["prune", "distill", "budget", "benchmark"], inputs=inputs) as st:
-        from pipelines.edge import bench, evaluate
-        from pipelines.vision import convert, distill, models, prune
+        from pipelines.vision import prune
         from pipelines.vision.data import Dataset
-        from pipelines.vision.tfk import seed_everything
+        from pipelines.vision.evaluate import accuracy
+        from pipelines.vision.tfk import load_model
 
-        p, dp, bp = st.params["prune"], st.params["distill"], st.params["benchmark"]
+        p = st.params["prune"]
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        dense = models.load_model(args.student)
-        seed_everything(st.seed)
-        loss = distill.DistillLoss.from_params(dp).logits_only() if p["distill"] else distill.DistillLoss()
-        targets = None
-        if loss.uses_teacher:
-            targets = distill.teacher_targets([models.load_model(args.teacher)], ds.x_train, dp["temperature"],
-                                              dp["augment_flip"], standardise=dp["logit_standardize"])  # fmt: skip
-        steps = int(np.ceil(len(ds.x_train) / p["batch_size"]))
-        sched, frequency = prune.schedule(
-            p["schedule"], p["target_sparsity"], steps * p["epochs"], p["updates_per_epoch"], steps
-        )
-        m_by_n = (2, 4) if p["m_by_n"] == "2:4" else None
-        wrapped = prune.prunable(dense, sched, m_by_n)
-        t0 = time.time()
-        train_p = {**p, "augment_flip": dp["augment_flip"]}
-        distill.fit_student(wrapped, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, train_p, st.seed,
-                            targets=targets, callbacks=[prune.step_callback()])  # fmt: skip
-        fine_tune_s = time.time() - t0
+        dense = load_model(args.student)
+        run = prune.prune_student(dense, ds, p, st.params["distill"], args.teacher, st.seed)
         with io.atomic_path(args.out) as tmp:
-            prune.strip(wrapped).save(tmp)
-        pruned = models.load_model(args.out)  # measure what was saved, not what is in memory
+            run.model.save(tmp)
+        pruned = load_model(args.out)  # measure what was saved, not what is in memory
         per_kernel = prune.kernel_sparsity(pruned)
-        acc = distill.accuracy(pruned, ds.x_test, ds.y_test)
-        dense_acc = distill.accuracy(dense, ds.x_test, ds.y_test)
-
-        calib = ds.x_train[np.random.default_rng(st.seed).permutation(len(ds.x_train))[:200]]
-        with tempfile.TemporaryDirectory() as tmpdir:
-            files, sizes = {}, {}
-            for name, model in (("dense", dense), ("pruned", pruned)):
-                blob = convert.to_tflite_int8(model, calib)
-                files[name] = Path(tmpdir) / f"{name}_int8.tflite"
-                files[name].write_bytes(blob)
-                sizes[name] = {"size_bytes": len(blob), "gzip_bytes": prune.gzip_size(blob),
-                               "accuracy": evaluate.accuracy(files[name], ds.x_test, ds.y_test)}  # fmt: skip
-            timing = bench.interleaved(
-                files, rounds=3, threads=bp["threads"], warmup_runs=bp["warmup_runs"], min_runs=bp["min_runs"],
-                min_seconds=bp["min_seconds"], pin_cpu=bp["pin_cpu"], seed=st.seed,
-            )  # fmt: skip
-        for name in files:
-            sizes[name].update({k: timing[name][k] for k in ("latency_p50_ms", "round_p50_ms")})
-        speedup = timing["dense"]["latency_p50_ms"] / timing["pruned"]["latency_p50_ms"]
+        acc = accuracy(pruned, ds.x_test, ds.y_test)
+        dense_acc = accuracy(dense, ds.x_test, ds.y_test)
+        int8 = prune.int8_dense_vs_pruned(dense, pruned, ds, st.params["benchmark"], st.seed)
+        speedup = int8["dense"]["latency_p50_ms"] / int8["pruned"]["latency_p50_ms"]
         metrics = {
             "schedule": p["schedule"],
             "m_by_n": p["m_by_n"],
             "target_sparsity": p["target_sparsity"],
-            "frequency_steps": frequency,
-            "steps": steps * p["epochs"],
-            "fine_tune_loss": "distillation" if loss.uses_teacher else "labels",
-            "fine_tune_seconds": round(fine_tune_s, 1),
+            "frequency_steps": run.frequency_steps,
+            "steps": run.steps,
+            "fine_tune_loss": run.fine_tune_loss,
+            "fine_tune_seconds": round(run.fine_tune_seconds, 1),
             "sparsity": prune.overall_sparsity(per_kernel),
             "kernels": per_kernel,
             "test_accuracy": acc,
             "dense_test_accuracy": dense_acc,
-            "int8": sizes,
-            "gzip_ratio": round(sizes["pruned"]["gzip_bytes"] / sizes["dense"]["gzip_bytes"], 4),
+            "int8": int8,
+            "gzip_ratio": round(int8["pruned"]["gzip_bytes"] / int8["dense"]["gzip_bytes"], 4),
             "latency_speedup": round(speedup, 4),
             "budget": budget.check("student_pruned", acc, teacher_accuracy, st.params["budget"]["max_accuracy_drop"]),
         }
         log.info("prune: sparsity %.3f (target %.2f), accuracy %.4f (dense %.4f), int8 gzip %d -> %d bytes, "
                  "p50 %.4f -> %.4f ms (x%.2f)", metrics["sparsity"], p["target_sparsity"], acc, dense_acc,
-                 sizes["dense"]["gzip_bytes"], sizes["pruned"]["gzip_bytes"], timing["dense"]["latency_p50_ms"],
-                 timing["pruned"]["latency_p50_ms"], speedup)  # fmt: skip
+                 int8["dense"]["gzip_bytes"], int8["pruned"]["gzip_bytes"], int8["dense"]["latency_p50_ms"],
+                 int8["pruned"]["latency_p50_ms"], speedup)  # fmt: skip
         st.finish(metrics, args.metrics)
 
 

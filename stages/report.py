@@ -7,13 +7,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipelines.common import io, report, tracking
+from pipelines.common import io, plots, render, report, tracking
 from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.report")
-REFERENCE = "teacher_fp32"  # the accuracy budget is counted from the teacher's fp32 file
-DTYPES = ("float32", "dynamic", "float16", "int8", "mixed")  # the quantize stage's file kinds
+OPS_COLUMNS = ("index", "op", "dtype", "macs", "memory_access_bytes", "predicted_ms", "bound")
+WATERFALL_COLUMNS = ("step", "name", "accuracy", "size_bytes", "latency_p50_ms")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,102 +31,44 @@ def main(argv: list[str] | None = None) -> None:
     inputs.update({k: v for k, v in (("distill", args.distill), ("prune", args.prune)) if v})
     with Stage("report", args.params, sections=["report", "budget"], inputs=inputs) as st:
         p = st.params["report"]
-        max_drop = st.params["budget"]["max_accuracy_drop"]
-        measured = io.read_json(args.benchmark)
-        calibration = io.read_json(args.calibration)
-        quantized = io.read_json(args.quantize)
-        rows = report.model_rows(quantized["models"], measured["models"])
-        dtypes = comma_list(p["final_dtypes"], "report.final_dtypes", DTYPES)
-        final = report.choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes,
-                                    tie_tolerance=p["tie_tolerance"])  # fmt: skip
-        doc = {
-            "pipeline": "vision",
-            "git_commit": tracking.git_commit(st.params_path.parent),
-            "final": final,
-            "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"],
-                          "dtypes": dtypes or None, "tie_tolerance": p["tie_tolerance"]},
-            "pareto_front": report.pareto_front(rows),
-            "host": measured.get("host"),
-            "cost_model": {
-                "profiles": measured["profiles"],
-                "calibration_fit": {
-                    k: calibration["fit"][k] for k in ("median_abs_error", "within_tolerance", "tolerance")
-                },
-                "host_prediction": measured["host_prediction"],
-            },
-            "models": rows,
-        }
-        chain = chain_summary(quantized, args.distill, args.prune)
+        measured, quantized = io.read_json(args.benchmark), io.read_json(args.quantize)
+        doc = report.vision_report(quantized, measured, io.read_json(args.calibration), p,
+                                   st.params["budget"]["max_accuracy_drop"],
+                                   comma_list(p["final_dtypes"], "report.final_dtypes", report.DTYPES),
+                                   tracking.git_commit(st.params_path.parent))  # fmt: skip
+        rows, final = doc["models"], doc["final"]
+        chain = report.chain_summary(quantized, args.distill and io.read_json(args.distill),
+                                     args.prune and io.read_json(args.prune))  # fmt: skip
         if chain:
             doc["compression_chain"] = chain
-        plots = Path(args.plots)
+        folder = Path(args.plots)
         final_ops = measured["models"][final]["ops"]
-        io.write_text(plots / "report.csv", report.csv_text(rows))
-        io.write_text(
-            plots / "final_ops.csv",
-            report.csv_text(
-                final_ops, ("index", "op", "dtype", "macs", "memory_access_bytes", "predicted_ms", "bound")
-            ),
-        )
+        io.write_text(folder / "report.csv", io.csv_text(rows, report.FIELDS))
+        io.write_text(folder / "final_ops.csv", io.csv_text(final_ops, OPS_COLUMNS))
         pngs = {
-            "accuracy_latency.png": lambda t: report.plot_accuracy_vs(rows, final, t, "latency_p50_ms"),
-            "accuracy_memory_access.png": lambda t: report.plot_accuracy_vs(rows, final, t, "memory_access_bytes"),
-            "final_ops.png": lambda t: report.plot_per_op(final_ops, final, t),
+            "accuracy_latency.png": lambda t: plots.plot_accuracy_vs(rows, final, t, "latency_p50_ms"),
+            "accuracy_memory_access.png": lambda t: plots.plot_accuracy_vs(rows, final, t, "memory_access_bytes"),
+            "final_ops.png": lambda t: plots.plot_per_op(final_ops, final, t),
         }
         if chain:
-            steps = report.waterfall_steps(rows, chain["quantized"])
-            chain["waterfall"] = steps
-            io.write_text(
-                plots / "waterfall.csv",
-                report.csv_text(steps, ("step", "name", "accuracy", "size_bytes", "latency_p50_ms")),
-            )
-            pngs["waterfall.png"] = lambda t: report.plot_waterfall(steps, t)
+            steps = chain["waterfall"] = report.waterfall_steps(rows, chain["quantized"])
+            io.write_text(folder / "waterfall.csv", io.csv_text(steps, WATERFALL_COLUMNS))
+            pngs["waterfall.png"] = lambda t: plots.plot_waterfall(steps, t)
         for name, draw in pngs.items():
-            with io.atomic_path(plots / name) as tmp:
+            with io.atomic_path(folder / name) as tmp:
                 draw(tmp)
-        print(report.table(doc), flush=True)
+        print(render.table(doc), flush=True)
         final_row = next(r for r in rows if r["name"] == final)
-        st.finish(doc, args.out, artifacts=[plots / n for n in pngs], extra_tags={"edgesmith.final": final})
+        st.finish(doc, args.out, artifacts=[folder / n for n in pngs], extra_tags={"edgesmith.final": final})
         side_by_side = {r["name"]: {k: v for k, v in r.items() if k not in ("name", "file", "dtype")} for r in rows}
         st.log_run(
             "summary",
             {**side_by_side, **{"final_" + k: v for k, v in final_row.items() if k not in ("name", "file", "dtype")}},
-            artifacts=[args.out, plots / "report.csv", *[plots / n for n in pngs]],
+            artifacts=[args.out, folder / "report.csv", *[folder / n for n in pngs]],
             extra_tags={"edgesmith.summary": "true", "edgesmith.final": final, "edgesmith.pipeline": "vision"},
             extra_params={"final": final},
         )
         log.info("report: %s; final model %s", args.out, final)
-
-
-def chain_summary(quantized: dict, distill_path: str | None, prune_path: str | None) -> dict:
-    """What each step of the compression chain gained and cost, from the stages' own metrics."""
-    chain = {}
-    if distill_path:
-        d = io.read_json(distill_path)
-        chain["distill"] = {
-            k: d[k]
-            for k in ("seeds", "kd_gain_points", "baseline_accuracy", "kd_accuracy", "student_params", "loss", "budget")
-        }
-    if prune_path:
-        p = io.read_json(prune_path)
-        chain["prune"] = {
-            k: p[k]
-            for k in (
-                "sparsity",
-                "target_sparsity",
-                "schedule",
-                "m_by_n",
-                "int8",
-                "gzip_ratio",
-                "latency_speedup",
-                "budget",
-            )
-        }
-    if "chain" in quantized:
-        q = quantized["chain"]
-        chain["quantize"] = q
-        chain["quantized"] = q["final"] or q["attempts"][-1]["model"]
-    return chain
 
 
 if __name__ == "__main__":

@@ -16,47 +16,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from pathlib import Path
 
 from pipelines.common import io
-from pipelines.common.errors import ParamsError, UserError
-from pipelines.common.params import comma_list, params_hash
+from pipelines.common.errors import UserError
+from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.search")
-CSV_COLUMNS = (
-    "trial_id", "status", "rejected", "score", "accuracy", "latency_ms", "measured_latency_ms",
-    "predicted_latency_ms", "size_bytes", "params", "macs", "memory_access_bytes", "pareto", "depth", "ds_widths",
-    "kernel_size", "block", "expansion", "squeeze_excite", "stem_stride", "width_multiplier", "head", "train_seconds", "seconds",
-)  # fmt: skip
-# The search params that do not change which trials run or what they score.
-NOT_HASHED = ("max_trials", "bench_runs", "bench_seconds")
-
-
-def search_space(p: dict) -> dict:
-    """The search space from params, with the checks the schema cannot express."""
-    from pipelines.vision.search import SEARCH_BLOCKS, SEARCH_HEADS
-
-    space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
-    for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
-        space[key] = comma_list(p[key], f"search.{key}", allowed, required=True)
-    if p["tournament"] > p["population"]:
-        raise ParamsError(f"search.tournament ({p['tournament']}) must be <= search.population ({p['population']})")
-    return space
-
-
-def role() -> str:
-    """`chief`, a worker's id (`tuner0`, ...), or `single` when no distributed setting is given."""
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
-    return tuner_id if tuner_id and "KERASTUNER_ORACLE_IP" in os.environ else "single"
-
-
-def csv_row(r: dict) -> dict:
-    arch = r["arch"]
-    return {**{k: r.get(k) for k in CSV_COLUMNS}, **arch, "depth": len(arch["ds_widths"]),
-            "ds_widths": "-".join(map(str, arch["ds_widths"])), "accuracy": r.get("val_accuracy")}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,21 +38,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     sections = ["search", "student", "benchmark", "devices", "quantize"]
     with Stage("search", args.params, sections=sections, inputs={"data": args.data}) as st:
-        p, student = st.params["search"], st.params["student"]
-        space = search_space(p)
-        modes = comma_list(st.params["quantize"]["chain_modes"], "quantize.chain_modes")
-        if p["squeeze_excite"] != "never" and "qat" in modes:
-            raise ParamsError("search.squeeze_excite must be 'never' while quantize.chain_modes has qat: tfmot's "
-                              "quantization-aware training has no rule for squeeze-excite's Multiply layer")  # fmt: skip
-        profiles = st.params["devices"]["profiles"]
-        if p["device"] not in profiles:
-            raise ParamsError(f"search.device must be one of {', '.join(profiles)} (devices.profiles), got {p['device']!r}")
         import numpy as np
 
+        from pipelines.common import plots, report
         from pipelines.edge import bench
-        from pipelines.vision import convert, distill, search, train
+        from pipelines.vision import search
         from pipelines.vision.data import Dataset
+        from pipelines.vision.student import build_student
 
+        p, student, profiles = st.params["search"], st.params["student"], st.params["devices"]["profiles"]
+        space = search.search_space(p, comma_list(st.params["quantize"]["chain_modes"], "quantize.chain_modes"), profiles)
         seed = st.seed if p["seed"] is None else p["seed"]
         ds = Dataset.load(args.data)
         order = np.random.default_rng(seed).permutation(len(ds.x_train))
@@ -92,19 +55,16 @@ def main(argv: list[str] | None = None) -> None:
         data = {"x_train": ds.x_train[take], "y_train": ds.y_train[take], "x_val": ds.x_val, "y_val": ds.y_val}
         bench_settings = {**bench.settings(st.params["benchmark"]), "warmup_runs": 10, "min_runs": p["bench_runs"],
                           "min_seconds": p["bench_seconds"]}  # fmt: skip
-        decides = {k: v for k, v in p.items() if k not in NOT_HASHED}
-        # a trial's result depends on the params, the data and the code that builds, trains and scores it
-        code = {m.__name__: io.sha256_path(m.__file__)[:16] for m in (search, distill, train, convert)}
-        project = "search-" + params_hash(decides, student, {"seed": seed, "data": io.sha256_path(args.data)[:16]}, code)
         directory = Path(args.tuner_dir)
+        project = search.project_name(p, student, seed, args.data)
         shape, classes = tuple(ds.x_train.shape[1:]), len(ds.class_names)
         probe = search.probe_batch(shape)
 
         def fingerprint(values: dict) -> str:
-            build = lambda: distill.build_student(shape, classes, {**student, **search.arch_from_values(values)})  # noqa: E731
+            build = lambda: build_student(shape, classes, {**student, **search.arch_from_values(values)})  # noqa: E731
             return search.fingerprint(search.build_fingerprinted(build), probe)
 
-        me = role()
+        me = search.role()
         current = search.values_of(student, space)  # evolution starts from the current student when the space has it
         oracle = search.make_oracle(p, space, seed, fingerprint=fingerprint, initial=[current] if current else [])
         tuner = search.ArchTuner(data, student, p, profiles[p["device"]], bench_settings, seed, oracle=oracle,
@@ -122,62 +82,32 @@ def main(argv: list[str] | None = None) -> None:
         tuner.save()  # a rerun must not repeat the last trial
         rows = search.collect(directory / project, tuner.oracle)
         best = search.best(rows)
-        n_infeasible = sum(r["status"] == "infeasible" for r in rows)
         if best is None:
-            raise UserError(f"search: none of {len(rows)} trials completed ({n_infeasible} infeasible): loosen "
-                            "search.max_* budgets or widen the space")  # fmt: skip
-        from pipelines.common import report
-
-        ranked = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows
-                  if r["status"] == "completed"]  # fmt: skip
-        front = report.pareto_front(ranked, ("latency_ms", "size_bytes"))
+            raise UserError(f"search: none of {len(rows)} trials completed ({sum(r['status'] == 'infeasible' for r in rows)}"
+                            " infeasible): loosen search.max_* budgets or widen the space")  # fmt: skip
+        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
+        front = report.pareto_front([r for r in named if r["status"] == "completed"], ("latency_ms", "size_bytes"))
         for r in rows:
             r["pareto"] = r["trial_id"] in front
-        chosen = {k: v for k, v in best["arch"].items()}
+        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
+        chosen = dict(best["arch"])
         io.write_json(args.out, {"student": chosen, "trial_id": best["trial_id"], "score": best["score"],
                                  "val_accuracy": best["val_accuracy"], "latency_ms": best["latency_ms"],
                                  "size_bytes": best["size_bytes"], "objective": p["objective"]})  # fmt: skip
-        plots = Path(args.plots)
-        with io.atomic_dir(plots) as out:
-            (out / "trials.csv").write_text(report.csv_text([csv_row(r) for r in rows], CSV_COLUMNS))
-            report.plot_trials([{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows], front,
-                               best["trial_id"], out / "trials.png",
-                               cost_label=f"{p['latency_source']} latency, ms"
-                               + (f" ({p['device']})" if p["latency_source"] == "predicted" else " (this host, p50)"))  # fmt: skip
+        with io.atomic_dir(args.plots) as out:
+            (out / "trials.csv").write_text(io.csv_text([search.csv_row(r) for r in rows], search.CSV_COLUMNS))
+            latency = f" ({p['device']})" if p["latency_source"] == "predicted" else " (this host, p50)"
+            plots.plot_trials(named, front, best["trial_id"], out / "trials.png",
+                              cost_label=f"{p['latency_source']} latency, ms{latency}")  # fmt: skip
         dedup = getattr(tuner.oracle, "deduplicated", {"hyperparameters": 0, "fingerprint": 0})
-        metrics = {
-            "oracle": p["oracle"],
-            "objective": p["objective"],
-            "latency_source": p["latency_source"],
-            "device": p["device"] if p["latency_source"] == "predicted" else "host",
-            "trials": len(rows),
-            "completed": sum(r["status"] == "completed" for r in rows),
-            "infeasible": n_infeasible,
-            "infeasible_before_training": sum(r.get("rejected") == "before training" for r in rows),
-            "failed": sum(r["status"] == "failed" for r in rows),
-            "deduplicated": sum(dedup.values()),
-            "deduplicated_by": dict(dedup),
-            "resumed_trials": done_before,
-            "search_seconds": round(search_s, 1),
-            "trial_seconds": round(sum(r.get("seconds") or 0 for r in rows), 1),
-            "best_trial": best["trial_id"],
-            "best_score": best["score"],
-            "best_val_accuracy": best["val_accuracy"],
-            "best_latency_ms": best["latency_ms"],
-            "best_size_bytes": best["size_bytes"],
-            "best_macs": best["macs"],
-            "best_arch": chosen,
-            "pareto_front": front,
-            "budgets": {k: p[k] for k in search.BUDGETS} if p["objective"] == "constrained" else {},
-            "project": str(directory / project),
-        }
+        metrics = search.summary(rows, chosen, front, p, dedup, done_before, search_s, directory / project)
         log.info("search: best trial %s (score %.4f, val accuracy %.4f, %.4f ms, %d bytes) of %d, %d infeasible, "
                  "%d deduplicated: %s", best["trial_id"], best["score"], best["val_accuracy"], best["latency_ms"],
-                 best["size_bytes"], len(rows), n_infeasible, metrics["deduplicated"], chosen)  # fmt: skip
-        parent = st.finish(metrics, args.metrics, artifacts=[args.out, plots])
+                 best["size_bytes"], len(rows), metrics["infeasible"], metrics["deduplicated"], chosen)  # fmt: skip
+        parent = st.finish(metrics, args.metrics, artifacts=[args.out, args.plots])
         if parent:  # each trial becomes a child run of the stage's run
             for r in rows:
-                numbers = {k: r[k] for k in CSV_COLUMNS if isinstance(r.get(k), (int, float)) and k != "trial_id"}
+                numbers = {k: r[k] for k in search.CSV_COLUMNS if isinstance(r.get(k), (int, float)) and k != "trial_id"}
                 st.log_run(
                     f"search/trial_{r['trial_id']}", {**numbers, "val_accuracy": r.get("val_accuracy"),
                                                       "infeasible": float(r["status"] == "infeasible")},

@@ -59,8 +59,9 @@ def data_params(source: str, path: Path, **overrides) -> dict:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict:
     """A small CNN trained briefly on synthetic images, converted to fp32 and int8 TFLite."""
+    from pipelines.common.seeding import seed_everything
     from pipelines.vision import convert
-    from pipelines.vision.tfk import keras, seed_everything
+    from pipelines.vision.tfk import keras
 
     out = tmp_path_factory.mktemp("tiny_models")
     seed_everything(0)
@@ -90,8 +91,8 @@ def tiny_images() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def tiny_teacher():
     """A small teacher trained briefly on `tiny_images`, and those (x, y)."""
+    from pipelines.common.seeding import seed_everything
     from pipelines.vision import train
-    from pipelines.vision.tfk import seed_everything
     from tests.test_train import P
 
     x, y = tiny_images()

@@ -1,4 +1,8 @@
-"""Static analysis of .tflite files: MACs, params, bytes and peak activations against hand-computed numbers."""
+"""Static analysis of .tflite files: MACs, params, bytes and peak activations against hand-computed numbers.
+
+MACs and parameters of hand-built models are checked against hand counts and Keras; the analysis
+runs with TensorFlow and torch made unimportable.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from tests.test_edge import run_without_frameworks
 
 def _build() -> dict:
     """Small untrained Keras models, with non-zero biases: the converter drops all-zero FC biases."""
-    from pipelines.vision.tfk import keras, seed_everything
+    from pipelines.common.seeding import seed_everything
+    from pipelines.vision.tfk import keras
 
     seed_everything(0)
     bias = keras.initializers.RandomNormal(stddev=0.1, seed=1)

@@ -1,4 +1,5 @@
-"""The `edgesmith` command: doctor and report."""
+"""The `edgesmith` command: doctor (the stack's versions, one line per problem), report without a
+report, analyze and calibrate."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
-from pipelines.common import compare, io, report, tracking
+from pipelines.common import budget, compare, io, render, tracking
 from tests.conftest import ROOT, run_env
 
 REPORT = {
@@ -60,7 +60,7 @@ def test_check_budget_passes_and_fails_with_the_figures(tmp_path, capsys, monkey
 def test_a_figure_missing_from_the_report_breaks_its_bound():
     doc = copy.deepcopy(REPORT)
     doc["models"][1]["latency_p50_ms"] = None
-    checks = report.check_budget(doc, {"min_accuracy": 0.5, "max_latency_p50_ms": 9.0, "max_size_bytes": 10**9})
+    checks = budget.check_budget(doc, {"min_accuracy": 0.5, "max_latency_p50_ms": 9.0, "max_size_bytes": 10**9})
     assert [c["ok"] for c in checks] == [True, False, True]
 
 
@@ -84,11 +84,11 @@ def test_markdown_states_kd_gain_with_its_interval():
         "seeds": [42, 43, 44], "baseline_accuracy": {"mean": 0.92173}, "kd_accuracy": {"mean": 0.92343},
         "kd_gain_points": {"mean": 0.17, "std": 0.1179, "ci95_low": -0.1229, "ci95_high": 0.4629},
     }}  # fmt: skip
-    md = report.markdown(doc)
+    md = render.markdown(doc)
     assert ("Distillation: kd_gain **+0.17** points over the baseline student (seeds 42, 43, 44; std 0.12; "
             "95 % CI -0.12 to +0.46); baseline 92.17%, distilled 92.34%.") in md  # fmt: skip
     del doc["compression_chain"]["distill"]["kd_gain_points"]["ci95_low"]  # metrics written before the interval
-    assert "(seeds 42, 43, 44; std 0.12); baseline" in report.markdown(doc)
+    assert "(seeds 42, 43, 44; std 0.12); baseline" in render.markdown(doc)
 
 
 def test_compare_by_experiment_name_commit_run_id_and_file(tmp_path, capsys):

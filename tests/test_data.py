@@ -1,4 +1,8 @@
-"""Dataset loading: the idx reader, .npz and image folders, splits, and bad-data errors."""
+"""Dataset loading: the idx reader, .npz and image folders, splits, and bad-data errors.
+
+Bad data covered: truncated and corrupt idx files, a wrong magic number, mixed image sizes, labels
+out of range, empty splits; each is one clear error.
+"""
 
 from __future__ import annotations
 

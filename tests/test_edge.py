@@ -1,4 +1,9 @@
-"""The edge path: TFLite runtime only. Conversion dtypes, runtime accuracy, and the benchmark."""
+"""The edge path: TFLite runtime only. Conversion dtypes, runtime accuracy, and the benchmark.
+
+Covered: the int8 file is full-integer, runtime outputs match Keras, p50 is the quietest window's
+median, and `edgesmith bench` and the benchmark stage run with TensorFlow and torch made
+unimportable; bad files and bad settings are one line.
+"""
 
 from __future__ import annotations
 

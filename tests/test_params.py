@@ -1,4 +1,10 @@
-"""The params schema: the shipped files are valid, and every kind of bad edit is one clear line."""
+"""The params schema: the shipped files are valid, and every kind of bad edit is one clear line.
+
+Covered: the shipped params files and the quick profile (the same keys, the same stages); 33 bad
+params files given to the stage that reads them (each exits 2 with one line naming the key, and no
+output is touched); comma-separated params lists (items stripped, a bad item named with its key);
+missing keys and sections; YAML syntax errors with their line number.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Quantization modes: the dtypes in each file, selective quantization keeping the named layers in
-float, and pruning-preserving QAT keeping the zeros in the int8 weights."""
+float, and pruning-preserving QAT keeping the zeros in the int8 weights.
+
+Covered: the dtypes inside dynamic-range and float16 files; selective quantization keeping the
+named layer's weights and output in float while every other layer is int8; slow: pruning-preserving
+QAT keeps every pruned weight at zero in the int8 file (plain QAT does not).
+"""
 
 from __future__ import annotations
 
@@ -42,14 +47,16 @@ def _layer_dtypes(blob: bytes, tmp_path, name: str) -> dict[str, tuple[str, str]
 
 @pytest.fixture(scope="module")
 def student():
+    from pipelines.common.seeding import seed_everything
     from pipelines.vision import distill
-    from pipelines.vision.tfk import seed_everything
+    from pipelines.vision.losses import DistillLoss
+    from pipelines.vision.student import build_student
 
     x, y = tiny_images()
     seed_everything(0)
     # 64 channels: the logits kernel (2*2*64 x 10) passes dynamic range's 1024-weight minimum
-    model = distill.build_student((16, 16, 1), 10, {**ARCH, "ds_widths": [64]})
-    distill.fit_student(model, x[:240], y[:240], x[240:], y[240:], distill.DistillLoss(), TRAIN, 0)
+    model = build_student((16, 16, 1), 10, {**ARCH, "ds_widths": [64]})
+    distill.fit_student(model, x[:240], y[:240], x[240:], y[240:], DistillLoss(), TRAIN, 0)
     return model, x, y
 
 
@@ -95,12 +102,13 @@ def test_layers_named_in_float_layers_become_float_ops(student, tmp_path):
 @pytest.mark.slow
 def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_file(student, tmp_path):
     from pipelines.vision import convert, distill, prune, quantize
+    from pipelines.vision.losses import DistillLoss
 
     model, x, y = student
     steps = int(np.ceil(240 / TRAIN["batch_size"]))
     sched, _ = prune.schedule("constant", 0.6, steps, 1, steps)
     wrapped = prune.prunable(model, sched)
-    distill.fit_student(wrapped, x[:240], y[:240], x[240:], y[240:], distill.DistillLoss(), {**TRAIN, "epochs": 1}, 0,
+    distill.fit_student(wrapped, x[:240], y[:240], x[240:], y[240:], DistillLoss(), {**TRAIN, "epochs": 1}, 0,
                         callbacks=[prune.step_callback()])  # fmt: skip
     pruned = prune.strip(wrapped)
     results = {}

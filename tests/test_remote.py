@@ -1,7 +1,8 @@
 """Benchmarking on a device over SSH, against a real throwaway sshd on 127.0.0.1.
 
 The "device" is this machine, reached through ssh/scp like any other: the benchmark runs from
-a temp dir there, with PYTHONPATH unset, from the zipapp that `remote` builds.
+a temp dir there, with PYTHONPATH unset, from the zipapp that `remote` builds. Skipped, with the
+reason, when `openssh-server` (or the client) is not installed.
 """
 
 from __future__ import annotations

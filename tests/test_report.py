@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from pipelines.common import report
+from pipelines.common import io, plots, render, report
 
 
 def rows():
@@ -56,24 +56,24 @@ def test_pareto_front_drops_dominated_models():
 
 def test_csv_plot_and_table(tmp_path):
     r = rows()
-    text = report.csv_text(r)
+    text = io.csv_text(r, report.FIELDS)
     assert text.splitlines()[0] == ",".join(report.FIELDS)
     assert len(text.splitlines()) == 4
     for cost in ("latency_p50_ms", "memory_access_bytes"):
         for row, mac in zip(r, (4e6, 1e6, 1e5), strict=True):
             row["memory_access_bytes"] = mac
         png = tmp_path / f"{cost}.png"
-        report.plot_accuracy_vs(r, "teacher_int8", png, cost)
+        plots.plot_accuracy_vs(r, "teacher_int8", png, cost)
         with Image.open(png) as im:
             assert im.size[0] > 400 and im.size[1] > 300
     ops = [{"index": i, "op": "CONV_2D", "macs": 1e6 * i, "memory_access_bytes": 1e4 * i} for i in range(5)]
-    report.plot_per_op(ops, "teacher_int8", tmp_path / "ops.png")
+    plots.plot_per_op(ops, "teacher_int8", tmp_path / "ops.png")
     assert (tmp_path / "ops.png").stat().st_size > 5000
-    t = report.table({"models": r, "final": "teacher_int8"})
+    t = render.table({"models": r, "final": "teacher_int8"})
     assert "teacher_int8" in t and t.splitlines()[-1] == "final: teacher_int8"
     r[1]["predicted_latency_ms"] = {"host": 0.5, "cortex_a53": 3.0}
     r[1]["prediction_error_host"] = -0.1667
-    t = report.table({"models": r, "final": "teacher_int8"})
+    t = render.table({"models": r, "final": "teacher_int8"})
     header = t.splitlines()[0].split()
     assert header[-2:] == ["pred_host_ms", "pred_cortex_a53_ms"]
     assert "0.5000 (-17%)" in t and "3.0000" in t
@@ -100,5 +100,5 @@ def test_waterfall_follows_the_chain(tmp_path):
     steps = report.waterfall_steps(report.model_rows(q, m), "student_pruned_int8")
     assert [s["step"] for s in steps] == ["teacher", "baseline student", "distilled", "pruned", "quantized (int8)"]
     assert steps[-1]["size_bytes"] == 43_000 and steps[0]["latency_p50_ms"] == 0.5
-    report.plot_waterfall(steps, tmp_path / "w.png")
+    plots.plot_waterfall(steps, tmp_path / "w.png")
     assert Image.open(tmp_path / "w.png").size[0] > 1000

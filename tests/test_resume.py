@@ -1,6 +1,15 @@
 """Long stages keep their finished work until they end: a killed teacher resumes after its last
 finished epoch, a killed distill trains only the students it had not finished, each from after its
-last finished epoch."""
+last finished epoch.
+
+Covered: the teacher's resume callbacks leave an uninterrupted run bit for bit as it was; a teacher
+stopped after epoch 2 of 3 runs only epoch 3, from the trained weights, with its history whole;
+distill trains only the students without a kept result; a student killed in epoch 3 of 3 (with
+FitNets adapters, no dropout) resumes after epoch 2 from other initial weights, trains only epoch 3
+and ends with the unbroken run's weights and history exactly; a kept epoch cut short is dropped and
+the student trains afresh; distill's worker processes die when the process that started them is
+killed with SIGKILL; a kept folder of other settings or other code is dropped.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +55,10 @@ class Interrupt(Exception):
 def _fit(state, stop_after=None):
     """The teacher stage's fit on tiny data, optionally with its resume callbacks, killed (an
     exception) after epoch `stop_after`."""
+    from pipelines.common.seeding import seed_everything
     from pipelines.vision import train
-    from pipelines.vision.tfk import keras, seed_everything
-    from stages.teacher import resumable
+    from pipelines.vision.tfk import keras
+    from pipelines.vision.train import resumable
 
     class Stop(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -66,7 +76,7 @@ def _fit(state, stop_after=None):
 
 
 def test_resume_callbacks_leave_an_uninterrupted_teacher_bit_for_bit_as_it_was(tmp_path):
-    from stages.teacher import kept_history
+    from pipelines.vision.train import kept_history
 
     plain, h_plain = _fit(None)
     kept, h_kept = _fit(tmp_path)
@@ -75,7 +85,7 @@ def test_resume_callbacks_leave_an_uninterrupted_teacher_bit_for_bit_as_it_was(t
 
 
 def test_killed_teacher_resumes_after_its_last_finished_epoch(tmp_path):
-    from stages.teacher import kept_history
+    from pipelines.vision.train import kept_history
 
     with pytest.raises(Interrupt):
         _fit(tmp_path, stop_after=2)
@@ -88,7 +98,7 @@ def test_killed_teacher_resumes_after_its_last_finished_epoch(tmp_path):
 
 
 def test_kept_history_takes_the_last_row_of_a_repeated_epoch(tmp_path):
-    from stages.teacher import kept_history
+    from pipelines.vision.train import kept_history
 
     (tmp_path / "h.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n1,1.25\n2,1.0\n")
     assert kept_history(tmp_path / "h.csv") == {"loss": [2.0, 1.25, 1.0]}
@@ -96,7 +106,7 @@ def test_kept_history_takes_the_last_row_of_a_repeated_epoch(tmp_path):
 
 
 def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkeypatch):
-    import stages.distill as stage
+    from pipelines.vision import distill
 
     trained = []
 
@@ -106,14 +116,14 @@ def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkey
         io.write_json(job["result"], result)
         return result
 
-    monkeypatch.setattr(stage, "train_student", fake_train)
+    monkeypatch.setattr(distill, "train_student", fake_train)
     jobs = [{"seed": s, "kind": k, "result": str(tmp_path / f"{s}_{k}.json")} for s in (1, 2) for k in ("baseline", "kd")]
     io.write_json(jobs[1]["result"], {"kind": "kd", "accuracy": 0.75})  # finished before a kill
-    results = stage.run_jobs(jobs, workers=1)
+    results = distill.train_students(jobs, workers=1)
     assert trained == [(1, "baseline"), (2, "baseline"), (2, "kd")]
     assert [r["accuracy"] for r in results] == [0.5, 0.75, 0.5, 0.5]  # in the order of the jobs
     trained.clear()
-    assert stage.run_jobs(jobs, workers=2) == results and not trained  # all kept: no worker starts
+    assert distill.train_students(jobs, workers=2) == results and not trained  # all kept: no worker starts
 
 
 class _Epochs:
@@ -141,17 +151,20 @@ class _Epochs:
 def student_run(tiny_teacher):
     """Train a student 3 epochs with Hinton KD and hints (the adapters' weights are kept too), its
     initial weights drawn from `init_seed`; returns (student, history)."""
+    from pipelines.common.seeding import seed_everything
     from pipelines.vision import distill
-    from pipelines.vision.tfk import seed_everything
+    from pipelines.vision.losses import DistillLoss
+    from pipelines.vision.student import build_student
+    from pipelines.vision.teacher_targets import teacher_targets
     from tests.test_distill import ARCH, TRAIN
 
     teacher, x, y = tiny_teacher
-    targets = distill.teacher_targets([teacher], x[:240], 1.0, flips=True)
-    loss = distill.DistillLoss(alpha=0.5, hint_weight=1.0)
+    targets = teacher_targets([teacher], x[:240], 1.0, flips=True)
+    loss = DistillLoss(alpha=0.5, hint_weight=1.0)
 
     def run(init_seed=0, arch=ARCH, **kw):
         seed_everything(init_seed)
-        student = distill.build_student((16, 16, 1), 10, arch)
+        student = build_student((16, 16, 1), 10, arch)
         history = distill.fit_student(student, x[:240], y[:240], x[240:], y[240:], loss, {**TRAIN, "epochs": 3}, 0,
                                       targets=targets, teacher=teacher, **kw)  # fmt: skip
         return student, history
@@ -212,9 +225,9 @@ def _alive(pid: int) -> bool:
 def test_distill_workers_die_with_a_stage_killed_by_sigkill():
     script = (
         "import multiprocessing, time\n"
-        "from stages.distill import worker_pool\n"
+        "from pipelines.common.workers import worker_pool\n"
         "if __name__ == '__main__':\n"
-        "    pool = worker_pool(2, 1)\n"
+        "    pool = worker_pool(2)\n"
         "    [f.result() for f in [pool.submit(time.sleep, 2) for _ in range(2)]]\n"
         "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
         "    time.sleep(600)\n"

@@ -1,5 +1,15 @@
 """The `search` stage: the student family's new dimensions, the evolution oracle, objectives and
-budgets on hand-made numbers, and (slow) the stage end to end, resumed and distributed."""
+budgets on hand-made numbers, and (slow) the stage end to end, resumed and distributed.
+
+Covered: the default student's parameter count unchanged by the new dimensions, each dimension's
+effect on the network, the arch JSON read back by `distill`, the MnasNet reward and the budgets on
+hand numbers; the evolution oracle (the tournament winner gets exactly one hyperparameter mutated,
+aging, infeasible trials outside the population, conditional hyperparameters, duplicates by hash
+and by fingerprint skipped and counted, the current student tried first). Slow: the stage on tiny
+data (infeasible trials rejected before training and counted, the outputs' contract, a rerun
+retrains nothing), `kill -9` mid-search and resume, and a chief with two workers on 127.0.0.1
+running every trial exactly once.
+"""
 
 from __future__ import annotations
 
@@ -30,36 +40,36 @@ def params_yaml() -> dict:
 
 
 def test_default_student_is_unchanged_by_the_new_dimensions():
-    from pipelines.vision import distill
+    from pipelines.vision.student import STUDENT_DEFAULTS, build_student
 
     student = params_yaml()["student"]
-    assert {k: student[k] for k in distill.STUDENT_DEFAULTS} == distill.STUDENT_DEFAULTS
-    assert distill.build_student((28, 28, 1), 10, student).count_params() == DEFAULT_STUDENT_PARAMS
+    assert {k: student[k] for k in STUDENT_DEFAULTS} == STUDENT_DEFAULTS
+    assert build_student((28, 28, 1), 10, student).count_params() == DEFAULT_STUDENT_PARAMS
     old_keys = {k: student[k] for k in ("stem_widths", "ds_widths", "head", "dropout", "bn_momentum")}
-    assert distill.build_student((28, 28, 1), 10, old_keys).count_params() == DEFAULT_STUDENT_PARAMS
+    assert build_student((28, 28, 1), 10, old_keys).count_params() == DEFAULT_STUDENT_PARAMS
 
 
 def test_each_dimension_changes_the_network_as_documented():
-    from pipelines.vision import distill
+    from pipelines.vision.student import build_student, scaled_width
 
     base = {"stem_widths": [8], "ds_widths": [16], "head": "gap", "dropout": 0.0, "bn_momentum": 0.9}
 
     def layers(**over):
-        return {type(layer).__name__: layer for layer in distill.build_student((16, 16, 1), 10, {**base, **over}).layers}
+        return {type(layer).__name__: layer for layer in build_student((16, 16, 1), 10, {**base, **over}).layers}
 
     assert layers(kernel_size=5)["DepthwiseConv2D"].kernel_size == (5, 5)
     assert "DepthwiseConv2D" not in layers(block="standard")
-    inverted = distill.build_student((16, 16, 1), 10, {**base, "stem_widths": [16], "expansion": 4})
+    inverted = build_student((16, 16, 1), 10, {**base, "stem_widths": [16], "expansion": 4})
     assert inverted.get_layer("ds0_expand").filters == 64 and "ds0_residual" in [ly.name for ly in inverted.layers]
     assert {"Multiply", "Reshape"} <= set(layers(squeeze_excite=True))
-    assert distill.scaled_width(64, 0.5) == 32 and distill.scaled_width(16, 0.75) == 16 and distill.scaled_width(12, 1.0) == 12
-    half = distill.build_student((16, 16, 1), 10, {**base, "width_multiplier": 0.5})
+    assert scaled_width(64, 0.5) == 32 and scaled_width(16, 0.75) == 16 and scaled_width(12, 1.0) == 12
+    half = build_student((16, 16, 1), 10, {**base, "width_multiplier": 0.5})
     assert half.get_layer("ds0_pw").filters == 8
 
 
 def test_search_arch_json_round_trips_into_build_student(tmp_path):
-    from pipelines.vision import distill, search
-    from stages.distill import student_arch
+    from pipelines.vision import search
+    from pipelines.vision.student import build_student, student_arch
 
     student = params_yaml()["student"]
     values = {"kernel_size": 5, "block": "separable", "expansion": 2, "squeeze_excite": True, "stem_stride": True, "width_percent": 75,
@@ -68,8 +78,8 @@ def test_search_arch_json_round_trips_into_build_student(tmp_path):
     (tmp_path / "best.json").write_text(json.dumps({"student": arch, "trial_id": "03", "score": 0.8}))
     read = student_arch(student, str(tmp_path / "best.json"))
     assert read == {**student, **arch}
-    direct = distill.build_student((28, 28, 1), 10, {**student, **arch})
-    assert distill.build_student((28, 28, 1), 10, read).count_params() == direct.count_params()
+    direct = build_student((28, 28, 1), 10, {**student, **arch})
+    assert build_student((28, 28, 1), 10, read).count_params() == direct.count_params()
     assert read["expansion"] == 2 and read["stem_stride"] is True and read["width_multiplier"] == 0.75 and read["ds_widths"] == [32, 64]
     standard = search.arch_from_values({**values, "block": "standard"})
     assert standard["expansion"] == 1  # expansion only means something in separable blocks
@@ -232,14 +242,15 @@ def test_duplicates_are_not_tried_again_and_are_counted(tmp_path):
 
 
 def test_fingerprint_matches_equal_networks_only():
-    from pipelines.vision import distill, search
+    from pipelines.vision import search
+    from pipelines.vision.student import build_student
 
     student = {"stem_widths": [16], "ds_widths": [48], "head": "gap", "dropout": 0.0, "bn_momentum": 0.9}
     probe = search.probe_batch((16, 16, 1))
 
     def fp(**arch):
         return search.fingerprint(search.build_fingerprinted(
-            lambda: distill.build_student((16, 16, 1), 10, {**student, **arch})), probe)  # fmt: skip
+            lambda: build_student((16, 16, 1), 10, {**student, **arch})), probe)  # fmt: skip
 
     # 64 x 0.75 = 48 channels and 16 x 0.75 rounds to 16: the same network as 48 x 1.0
     assert fp(ds_widths=[64], width_multiplier=0.75) == fp(ds_widths=[48])
@@ -249,7 +260,7 @@ def test_fingerprint_matches_equal_networks_only():
 
 def test_search_space_checks(tmp_path):
     from pipelines.common.errors import ParamsError
-    from stages.search import search_space
+    from pipelines.vision.search import search_space
 
     p = params_yaml()["search"]
     space = search_space(p)
@@ -262,7 +273,7 @@ def test_search_space_checks(tmp_path):
 
 def test_every_oracle_is_built_with_the_full_space():
     from pipelines.vision import search
-    from stages.search import search_space
+    from pipelines.vision.search import search_space
 
     p = params_yaml()["search"]
     space = search_space(p)
@@ -328,8 +339,7 @@ def _attempts(folder: Path) -> dict[str, list[str]]:
 
 
 def _check_outputs(folder: Path, trials: int) -> dict:
-    from pipelines.vision import distill
-    from stages.distill import student_arch
+    from pipelines.vision.student import build_student, student_arch
 
     p = yaml.safe_load((folder / "params.yaml").read_text())
     metrics = json.loads((folder / "out" / "search.json").read_text())
@@ -339,7 +349,7 @@ def _check_outputs(folder: Path, trials: int) -> dict:
         assert key in metrics
     arch = student_arch(p["student"], str(folder / "out" / "arch.json"))
     assert arch == {**p["student"], **metrics["best_arch"]}
-    assert distill.build_student((16, 16, 1), 10, arch).count_params() > 0
+    assert build_student((16, 16, 1), 10, arch).count_params() > 0
     lines = (folder / "out" / "plots" / "trials.csv").read_text().splitlines()
     assert len(lines) == trials + 1 and lines[0].startswith("trial_id,status")
     assert (folder / "out" / "plots" / "trials.png").stat().st_size > 1000
@@ -437,7 +447,7 @@ def test_quick_profile_dvc_stage_feeds_distill():
 
 def test_evolution_starts_from_the_current_student_when_the_space_has_it(tmp_path):
     from pipelines.vision import search
-    from stages.search import search_space
+    from pipelines.vision.search import search_space
 
     p = params_yaml()
     space = search_space(p["search"])
@@ -464,7 +474,7 @@ def test_infeasible_trials_are_rejected_before_training_and_the_search_continues
     p = {**params_yaml()["search"], "objective": "constrained", "max_size_bytes": 1000, "latency_source": "predicted",
          "oracle": "random", "max_trials": 2, "depths": [1], "widths": [8, 16]}  # fmt: skip
     student = {"stem_widths": [4], "ds_widths": [8], "head": "gap", "dropout": 0.0, "bn_momentum": 0.9}
-    from stages.search import search_space
+    from pipelines.vision.search import search_space
 
     profile = params_yaml()["devices"]["profiles"]["cortex_a53"]
     tuner = search.ArchTuner(data, student, p, profile, {}, 0, oracle=search.make_oracle(p, search_space(p), 0),
@@ -478,7 +488,7 @@ def test_infeasible_trials_are_rejected_before_training_and_the_search_continues
 
 
 def test_three_way_pareto_front_and_trials_plot(tmp_path):
-    from pipelines.common import report
+    from pipelines.common import plots, report
 
     rows = [
         {"name": "a", "status": "completed", "accuracy": 0.90, "latency_ms": 1.0, "size_bytes": 100},
@@ -488,5 +498,5 @@ def test_three_way_pareto_front_and_trials_plot(tmp_path):
     ]
     assert report.pareto_front(rows[:3], ("latency_ms", "size_bytes")) == ["a", "b"]
     assert report.pareto_front(rows[:3], "latency_ms") == ["a"]
-    report.plot_trials(rows, ["a", "b"], "a", tmp_path / "t.png")
+    plots.plot_trials(rows, ["a", "b"], "a", tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000

@@ -1,4 +1,11 @@
-"""Tracking: runs land in the store with tags, params and metrics; an unreachable store only warns."""
+"""Tracking: runs land in the store with tags, params and metrics; an unreachable store only warns.
+
+Covered: the fallback (an unreachable, locked or broken store warns once, naming the run, and the
+stage succeeds); a SQLite store locked by another process (the run is kept in the outbox and
+`edgesmith sync` logs it once); retries waiting out a real SQLite lock; a retry after a half-logged
+run completing it instead of logging a second one; two processes logging to one fresh store at once
+(no run lost or doubled); a queued DVC experiment logging to the project's own store.
+"""
 
 from __future__ import annotations
 

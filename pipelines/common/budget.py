@@ -1,8 +1,11 @@
-"""The compression chain's one accuracy budget: points a model may lose against the teacher."""
+"""The budget: the compression chain's accuracy budget (points a model may lose against the
+teacher), checked after each step, and the final model's bounds from params.yaml's `budget`."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -23,3 +26,25 @@ def check(name: str, accuracy: float, teacher_accuracy: float, max_accuracy_drop
         "max_accuracy_drop": max_accuracy_drop,
         "within": within,
     }
+
+
+# What `budget` in params.yaml bounds: report field, comparison, budget key.
+BUDGET = (
+    ("accuracy", ">=", "min_accuracy"),
+    ("latency_p50_ms", "<=", "max_latency_p50_ms"),
+    ("size_bytes", "<=", "max_size_bytes"),
+)
+
+
+def check_budget(report: Mapping[str, Any], budget: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The final model's figures against the budget: one entry per bound, with `ok`.
+
+    A figure the report lacks (null) breaks its bound: a budget that cannot be checked is not met.
+    """
+    final = next(r for r in report["models"] if r["name"] == report["final"])
+    checks = []
+    for field, op, key in BUDGET:
+        value, limit = final.get(field), budget[key]
+        ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+        checks.append({"field": field, "value": value, "op": op, "limit": limit, "ok": ok})
+    return checks

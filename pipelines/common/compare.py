@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.common import io, tracking
 from pipelines.common.errors import UserError
-from pipelines.common.report import format_figure
+from pipelines.common.render import format_figure
 
 FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "memory_access_bytes")
 

@@ -128,3 +128,11 @@ def sha256_path(path: str | Path) -> str:
         h.update(str(f.relative_to(path)).encode())
         h.update(sha256_file(f).encode())
     return h.hexdigest()
+
+
+def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """Rows as CSV text with `columns` (a missing or null value is an empty cell)."""
+    lines = [",".join(columns)]
+    for r in rows:
+        lines.append(",".join("" if r.get(c) is None else str(r[c]) for c in columns))
+    return "\n".join(lines) + "\n"

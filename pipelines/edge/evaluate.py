@@ -9,22 +9,6 @@ import numpy as np
 from pipelines.edge import runtime
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if not np.issubdtype(dtype, np.integer):
-        return x.astype(dtype)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return (y.astype(np.float32) - zero_point) * scale
-
-
 def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int = 2) -> np.ndarray:
     """Model outputs (dequantized to float32) for float32 inputs `x`, in batches."""
     interpreter = runtime.load(path, threads=threads)
@@ -37,9 +21,9 @@ def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int
             interpreter.allocate_tensors()
             inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
             current = len(batch)
-        interpreter.set_tensor(inp["index"], _quantize(batch, inp))
+        interpreter.set_tensor(inp["index"], runtime.quantize(batch, inp))
         interpreter.invoke()
-        outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+        outputs.append(runtime.dequantize(interpreter.get_tensor(out["index"]), out))
     return np.concatenate(outputs)
 
 

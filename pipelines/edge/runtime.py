@@ -1,4 +1,5 @@
-"""The one TFLite runtime loader: ai_edge_litert, then tflite_runtime, then tf.lite."""
+"""The one TFLite runtime loader (ai_edge_litert, then tflite_runtime, then tf.lite), and how values
+enter and leave a quantized tensor."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from pipelines.common.errors import ModelFileError
 
@@ -90,3 +93,22 @@ def load(path: str | Path, threads: int = 1, **kwargs: Any):
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({str(exc).splitlines()[0]})") from None
     return interpreter
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values as the input tensor `detail` takes them: its integer type with its scale and zero
+    point, or its float type."""
+    dtype = np.dtype(detail["dtype"])
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An output tensor's values as float32."""
+    if not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return (y.astype(np.float32) - zero_point) * scale

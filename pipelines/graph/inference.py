@@ -75,22 +75,15 @@ class TFLiteNodePredictor:
         self.out = self.interpreter.get_output_details()[0]
         self.quantized = np.issubdtype(np.dtype(self.inp["dtype"]), np.integer)
         self.stored = self.quantized and stored_int8
-        self.x = quantize(x, self.inp) if self.stored else x.astype(np.float32)
+        self.x = runtime.quantize(x, self.inp) if self.stored else x.astype(np.float32)
 
     def __call__(self, node: int) -> np.ndarray:
         row = self.x[node : node + 1]
         if self.quantized and not self.stored:
-            row = quantize(row, self.inp)
+            row = runtime.quantize(row, self.inp)
         self.interpreter.set_tensor(self.inp["index"], row)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.out["index"])[0]
-
-
-def quantize(x: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
-    """Float values to the tensor's integer type with its scale and zero point."""
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(np.dtype(detail["dtype"]))
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
 
 
 def time_rounds(fns: Mapping[str, Callable[[int], Any]], nodes: Sequence[int], rounds: int,

@@ -17,7 +17,6 @@ from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv, global_add_p
 from torch_geometric.utils import to_torch_csr_tensor
 
 CONVS = ("gcn", "gat", "sage", "gin")
-NODE_MODELS = (*CONVS, "mlp")
 READOUTS = {"sum": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}
 
 # torch warns that CSR tensors are beta on every construction; CSR is what makes feature dropout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.common.seeding import seed_everything
 from pipelines.graph.models import build_graph_model, build_node_model, graph_inputs
 from pipelines.graph.store import GraphArrays, NodeArrays
 
@@ -24,12 +24,6 @@ log = logging.getLogger(__name__)
 
 class BudgetExceeded(Exception):
     """Training ran past its wall-clock deadline (the search rejects such trials)."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -208,8 +202,3 @@ def graph_accuracy(model: nn.Module, graphs: list) -> float:
             correct += int((model(batch.x, batch.edge_index, batch.batch).argmax(-1) == batch.y).sum())
     return correct / len(graphs)
 
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value), rounded for reports."""
-    v = np.asarray(values, dtype=np.float64)
-    return round(float(v.mean()), 5), round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 5)

@@ -1,384 +1,47 @@
-"""Knowledge distillation: the student family, the distillation losses, and the loop that mixes them.
+"""Knowledge distillation: the student's training loop, and the stage's whole job of training, per
+seed, a baseline student (labels only) and a distilled one under the same budget.
 
-Plain functions: arrays and models in, models and numbers out. The losses follow the papers:
-Hinton et al. (2015) soft targets at temperature T scaled by T²; Ba & Caruana (2014) L2 between
-logits; Romero et al. (2015) FitNets hints through a 1×1 adapter; Zagoruyko & Komodakis (2017)
-attention transfer; Park et al. (2019) relational KD (distance and angle); Zhao et al. (2022)
-decoupled KD (target-class and non-target-class terms weighted apart); Sun et al. (2024) logit
-standardisation (each row of logits z-scored before the Hinton term's softmax). A teacher ensemble
-averages its members' softened outputs (and logits); born-again mode gives the student the
-teacher's own architecture.
+`fit_student` trains one student with any `DistillLoss` mix from precomputed `TeacherTargets`,
+keeping every finished epoch in an `EpochCheckpoint` when asked. `train_students` runs the jobs of
+every seed here or in worker processes; `seed_runs` and `kd_gain` turn their results into the
+per-seed gain and its summary.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipelines.common import io
+from pipelines.common.params import comma_list
+from pipelines.common.stats import summarise
+from pipelines.common.workers import worker_pool
+from pipelines.vision.evaluate import accuracy
+from pipelines.vision.losses import (
+    DistillLoss,
+    attention_distance,
+    attention_map,
+    decoupled_losses,
+    hint_loss,
+    hinton_loss,
+    logit_loss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+)
+from pipelines.vision.teacher_targets import TeacherTargets, feature_taps, tap_model, teacher_targets
 from pipelines.vision.tfk import keras, tf
 from pipelines.vision.train import to_float
 
 log = logging.getLogger(__name__)
-
-STUDENT_KEYS = ("stem_widths", "ds_widths", "head", "dropout", "bn_momentum", "kernel_size", "block", "expansion",
-                "squeeze_excite", "width_multiplier")  # fmt: skip
-# What a search result may leave out: these build exactly the original student family.
-STUDENT_DEFAULTS = {"kernel_size": 3, "block": "separable", "expansion": 1, "squeeze_excite": False,
-                    "width_multiplier": 1.0, "stem_stride": False}  # fmt: skip
-
-
-def scaled_width(width: int, multiplier: float, divisor: int = 8) -> int:
-    """`width` x `multiplier`, rounded to the nearest multiple of `divisor` (MobileNet's rule), never
-    below `divisor` nor more than 10 % under the exact product; multiplier 1 keeps `width` as it is."""
-    if multiplier == 1.0:
-        return int(width)
-    exact = width * multiplier
-    rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * exact else rounded
-
-
-def build_student(input_shape: tuple[int, ...], num_classes: int, arch: dict) -> keras.Model:
-    """A small mobile-style CNN. Per `stem_widths` entry a 3×3 conv + BN + ReLU + 2×2 max-pool, then
-    per `ds_widths` entry one block with k×k convolutions (k = `kernel_size`), then the head:
-    `flatten` (2×2 max-pool, flatten) or `gap` (global average pool), dropout, logits. Every width
-    is scaled by `width_multiplier`.
-
-    Blocks (`block`): `separable` with `expansion` 1 is k×k depthwise + BN + ReLU, 1×1 conv + BN +
-    ReLU; with `expansion` e > 1 it is MobileNetV2's inverted residual (1×1 expand to e×channels +
-    BN + ReLU, k×k depthwise + BN + ReLU, linear 1×1 projection + BN, plus the input when the
-    channels match). `standard` is a full k×k conv + BN + ReLU. `squeeze_excite` adds SE after the
-    depthwise (or standard) conv: global average pool, Dense(c/4) ReLU, Dense(c) sigmoid, reshape,
-    multiply; every op of it converts to full-integer int8 TFLite. `stem_stride` makes the first
-    stem conv stride 2 instead of conv + max-pool: on x86 XNNPACK an int8 conv from one input
-    channel at full resolution ran 6x slower than its fp32 twin. Keys left out take
-    `STUDENT_DEFAULTS`, which build the original family.
-    """
-    arch = {**STUDENT_DEFAULTS, **arch}
-    bn, mult = arch["bn_momentum"], float(arch["width_multiplier"])
-    layers = keras.layers
-    inputs = keras.Input(input_shape, name="image")
-    x = inputs
-    for i, width in enumerate(arch["stem_widths"]):
-        strided = i == 0 and arch["stem_stride"]
-        x = layers.Conv2D(scaled_width(width, mult), 3, strides=2 if strided else 1, padding="same", use_bias=False,
-                          name=f"stem{i}_conv")(x)  # fmt: skip
-        x = layers.BatchNormalization(momentum=bn, name=f"stem{i}_bn")(x)
-        x = layers.ReLU(name=f"stem{i}_relu")(x)
-        if not strided:
-            x = layers.MaxPool2D(name=f"stem{i}_pool")(x)
-    for i, width in enumerate(arch["ds_widths"]):
-        x = _block(x, scaled_width(width, mult), arch, f"ds{i}")
-    if arch["head"] == "gap":
-        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    else:
-        x = layers.MaxPool2D(name="head_pool")(x)
-        x = layers.Flatten(name="flatten")(x)
-    if arch["dropout"] > 0:
-        x = layers.Dropout(arch["dropout"], name="head_drop")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name="student")
-
-
-def _conv_bn(x, layer, bn: float, name: str, relu: bool = True):
-    x = layer(x)
-    x = keras.layers.BatchNormalization(momentum=bn, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
-
-
-def _squeeze_excite(x, name: str):
-    channels = int(x.shape[-1])
-    s = keras.layers.GlobalAveragePooling2D(name=f"{name}_se_pool")(x)
-    s = keras.layers.Dense(max(channels // 4, 4), activation="relu", name=f"{name}_se_reduce")(s)
-    s = keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(s)
-    s = keras.layers.Reshape((1, 1, channels), name=f"{name}_se_reshape")(s)
-    return keras.layers.Multiply(name=f"{name}_se_scale")([x, s])
-
-
-def _block(x, width: int, arch: dict, name: str):
-    layers, bn, k = keras.layers, arch["bn_momentum"], int(arch["kernel_size"])
-    if arch["block"] == "standard":
-        x = _conv_bn(x, layers.Conv2D(width, k, padding="same", use_bias=False, name=f"{name}_conv"), bn, name)
-        return _squeeze_excite(x, name) if arch["squeeze_excite"] else x
-    expansion, inputs = int(arch["expansion"]), x
-    if expansion > 1:
-        x = _conv_bn(x, layers.Conv2D(int(x.shape[-1]) * expansion, 1, use_bias=False, name=f"{name}_expand"),
-                     bn, f"{name}_expand")  # fmt: skip
-    x = _conv_bn(x, layers.DepthwiseConv2D(k, padding="same", use_bias=False, name=f"{name}_dw"), bn, f"{name}_dw")
-    if arch["squeeze_excite"]:
-        x = _squeeze_excite(x, name)
-    x = _conv_bn(x, layers.Conv2D(width, 1, use_bias=False, name=f"{name}_pw"), bn, f"{name}_pw", relu=expansion == 1)
-    if expansion > 1 and int(inputs.shape[-1]) == width:
-        x = layers.Add(name=f"{name}_residual")([inputs, x])
-    return x
-
-
-# ---- losses: each takes a batch of tensors and returns a scalar ----
-
-
-def standardised(logits: np.ndarray | tf.Tensor) -> tf.Tensor:
-    """Each row minus its mean, over its standard deviation (logit standardisation, Sun et al., 2024)."""
-    z = tf.convert_to_tensor(logits, tf.float32)
-    mean, variance = tf.nn.moments(z, axes=[-1], keepdims=True)
-    return (z - mean) / tf.sqrt(variance + 1e-12)
-
-
-def soft_targets(logits: np.ndarray | tf.Tensor, temperature: float, standardise: bool = False) -> tf.Tensor:
-    z = standardised(logits) if standardise else tf.convert_to_tensor(logits, tf.float32)
-    return tf.nn.softmax(z / temperature, axis=-1)
-
-
-def hinton_loss(
-    student_logits: tf.Tensor, teacher_probs: tf.Tensor, temperature: float, standardise: bool = False
-) -> tf.Tensor:
-    """T² · KL(teacher ‖ student) between outputs softened at temperature T, mean over the batch.
-
-    `teacher_probs` are already softened at T (an ensemble averages its members' softened outputs).
-    The T² keeps the gradient's scale independent of T (Hinton et al., 2015). With `standardise`
-    the student's logits are z-scored per row first (the teacher's must have been too): the student
-    then matches the teacher's ranking and relative gaps, not its logit scale.
-    """
-    z = standardised(student_logits) if standardise else student_logits
-    log_student = tf.nn.log_softmax(z / temperature, axis=-1)
-    return temperature**2 * _kl(tf.convert_to_tensor(teacher_probs, tf.float32), log_student)
-
-
-def _kl(p: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
-    """KL(p ‖ q) per row from p and log q, mean over the batch."""
-    return tf.reduce_mean(tf.reduce_sum(p * (tf.math.log(tf.maximum(p, 1e-12)) - log_q), axis=-1))
-
-
-def logit_loss(student_logits: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tensor:
-    """Mean squared difference between logits (Ba & Caruana, 2014)."""
-    return tf.reduce_mean(tf.square(student_logits - tf.convert_to_tensor(teacher_logits, tf.float32)))
-
-
-def decoupled_losses(
-    student_logits: tf.Tensor, teacher_logits: tf.Tensor, labels: tf.Tensor, temperature: float
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Decoupled KD (Zhao et al., 2022): Hinton's KL split into two parts, each scaled by T².
-
-    TCKD: KL between the binary (true class, all others) probabilities of teacher and student.
-    NCKD: KL between their distributions over the other classes alone, renormalised. In Hinton's
-    loss NCKD is weighted by (1 − teacher's true-class probability), so a confident teacher's
-    ranking of the wrong classes is nearly ignored; weighting it apart keeps it.
-    """
-    target = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(student_logits)[-1])
-    s_scaled = student_logits / temperature
-    t_scaled = tf.convert_to_tensor(teacher_logits, tf.float32) / temperature
-
-    def binary(p):
-        true = tf.reduce_sum(p * target, axis=-1)
-        return tf.stack([true, 1.0 - true], axis=-1)
-
-    s_binary = binary(tf.nn.softmax(s_scaled, axis=-1))
-    tckd = _kl(binary(tf.nn.softmax(t_scaled, axis=-1)), tf.math.log(tf.maximum(s_binary, 1e-12)))
-    masked = 1000.0 * target  # removes the true class from both softmaxes
-    nckd = _kl(tf.nn.softmax(t_scaled - masked, axis=-1), tf.nn.log_softmax(s_scaled - masked, axis=-1))
-    return temperature**2 * tckd, temperature**2 * nckd
-
-
-def hint_loss(adapted_student: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
-    """FitNets: mean squared error between the adapted student feature map and the teacher's."""
-    return tf.reduce_mean(tf.square(adapted_student - teacher_features))
-
-
-def attention_map(features: tf.Tensor) -> tf.Tensor:
-    """Spatial attention: mean over channels of the squared activations, flattened, L2-normalised."""
-    a = tf.reduce_mean(tf.square(features), axis=-1)
-    a = tf.reshape(a, [tf.shape(a)[0], -1])
-    return tf.math.l2_normalize(a, axis=-1)
-
-
-def attention_loss(student_features: tf.Tensor, teacher_features: tf.Tensor) -> tf.Tensor:
-    """Attention transfer: L2 distance between normalised attention maps, mean over the batch."""
-    return attention_distance(attention_map(student_features), attention_map(teacher_features))
-
-
-def attention_distance(student_map: tf.Tensor, teacher_map: tf.Tensor) -> tf.Tensor:
-    """The attention loss from maps already made by `attention_map` (the teacher's precomputed)."""
-    return tf.reduce_mean(tf.norm(student_map - tf.convert_to_tensor(teacher_map, tf.float32), axis=-1))
-
-
-def _pairwise_distances(e: tf.Tensor) -> tf.Tensor:
-    sq = tf.reduce_sum(tf.square(e), axis=-1)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * tf.matmul(e, e, transpose_b=True)
-    d2 = tf.maximum(d2, 0.0)
-    off_diagonal = 1.0 - tf.eye(tf.shape(e)[0])
-    # sqrt has an infinite gradient at 0: keep the diagonal away from it, then zero it
-    return tf.sqrt(d2 + (1.0 - off_diagonal)) * off_diagonal
-
-
-def _huber(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    diff = tf.abs(a - b)
-    return tf.reduce_mean(tf.where(diff < 1.0, 0.5 * tf.square(diff), diff - 0.5))
-
-
-def rkd_distance_loss(student_embedding: tf.Tensor, teacher_embedding: tf.Tensor) -> tf.Tensor:
-    """Relational KD, distance: Huber loss between pairwise distances, each normalised by its mean."""
-    n = tf.cast(tf.shape(student_embedding)[0], tf.float32)
-    pairs = tf.maximum(n * (n - 1.0), 1.0)
-
-    def normalised(e):
-        d = _pairwise_distances(tf.cast(e, tf.float32))
-        return d / tf.maximum(tf.reduce_sum(d) / pairs, 1e-12)
-
-    return _huber(normalised(student_embedding), normalised(teacher_embedding))
-
-
-def _angles(e: tf.Tensor) -> tf.Tensor:
-    """cos of the angle at vertex j between i and k, for all (j, i, k): <unit(e_i - e_j), unit(e_k - e_j)>."""
-    diff = e[None, :, :] - e[:, None, :]
-    unit = tf.math.l2_normalize(diff, axis=-1)
-    return tf.matmul(unit, unit, transpose_b=True)
-
-
-def rkd_angle_loss(student_embedding: tf.Tensor, teacher_embedding: tf.Tensor) -> tf.Tensor:
-    """Relational KD, angle: Huber loss between the cosines of all triplet angles in the batch."""
-    return _huber(_angles(tf.cast(student_embedding, tf.float32)), _angles(tf.cast(teacher_embedding, tf.float32)))
-
-
-@dataclass(frozen=True)
-class DistillLoss:
-    """How the terms mix: (1 − alpha)·CE(labels) + alpha·Hinton + the other terms by their weights.
-
-    alpha = 0 and every weight 0 is plain label training (the baseline student).
-    """
-
-    temperature: float = 4.0
-    alpha: float = 0.0
-    logit_weight: float = 0.0
-    hint_weight: float = 0.0
-    attention_weight: float = 0.0
-    rkd_distance_weight: float = 0.0
-    rkd_angle_weight: float = 0.0
-    dkd_target_weight: float = 0.0
-    dkd_nontarget_weight: float = 0.0
-    logit_standardize: bool = False  # z-score both sides' logits before the Hinton term's softmax
-
-    @classmethod
-    def from_params(cls, p: dict) -> DistillLoss:
-        return cls(**{f.name: type(f.default)(p[f.name]) for f in fields(cls)})
-
-    @property
-    def uses_features(self) -> bool:
-        return self.hint_weight > 0 or self.uses_teacher_maps
-
-    @property
-    def uses_teacher_maps(self) -> bool:
-        """Terms whose teacher side is precomputed once (`TeacherTargets.attention`, `.embedding`)."""
-        return self.attention_weight > 0 or self.uses_embedding
-
-    @property
-    def uses_embedding(self) -> bool:
-        return self.rkd_distance_weight > 0 or self.rkd_angle_weight > 0
-
-    @property
-    def uses_decoupled(self) -> bool:
-        return self.dkd_target_weight > 0 or self.dkd_nontarget_weight > 0
-
-    @property
-    def uses_teacher(self) -> bool:
-        return self.alpha > 0 or self.logit_weight > 0 or self.uses_decoupled or self.uses_features
-
-    def labels_only(self) -> DistillLoss:
-        return DistillLoss(temperature=self.temperature)
-
-    def logits_only(self) -> DistillLoss:
-        """The same mix without the feature terms (for students whose layers are wrapped, e.g. pruned)."""
-        return DistillLoss(self.temperature, self.alpha, self.logit_weight, dkd_target_weight=self.dkd_target_weight,
-                           dkd_nontarget_weight=self.dkd_nontarget_weight,
-                           logit_standardize=self.logit_standardize)  # fmt: skip
-
-
-# ---- teachers: precomputed targets and feature taps ----
-
-
-@dataclass
-class TeacherTargets:
-    """The teacher(s)' outputs on the training images and their mirror images, computed once.
-
-    probs[f] and logits[f] have shape (N, classes); f = 0 for the images, 1 for the flipped ones.
-    With features, the first teacher's attention maps ((H, W) -> (views, N, H·W), one
-    per `feature_taps` spatial size) and embedding (views, N, D: the input of its logits layer), so
-    attention transfer and relational KD never run the teacher while the student trains.
-    """
-
-    probs: np.ndarray
-    logits: np.ndarray
-    attention: dict[tuple[int, int], np.ndarray] | None = None
-    embedding: np.ndarray | None = None
-
-
-def teacher_targets(
-    teachers: Sequence[keras.Model],
-    x_uint8: np.ndarray,
-    temperature: float,
-    flips: bool,
-    batch_size: int = 512,
-    standardise: bool = False,
-    features: bool = False,
-) -> TeacherTargets:
-    """Averaged softened outputs (at T, of z-scored logits with `standardise`) and averaged raw
-    logits of every teacher, unaugmented and flipped; with `features`, the first teacher's
-    attention maps and embedding as well."""
-    views = [to_float(x_uint8)]
-    if flips:
-        views.append(views[0][:, :, ::-1, :])
-    probs, logits = [], []
-    for view in views:
-        member_logits = [t.predict(view, batch_size=batch_size, verbose=0) for t in teachers]
-        probs.append(np.mean([soft_targets(z, temperature, standardise).numpy() for z in member_logits], axis=0))
-        logits.append(np.mean(member_logits, axis=0))
-    targets = TeacherTargets(np.stack(probs).astype(np.float32), np.stack(logits).astype(np.float32))
-    if features:
-        targets.attention, targets.embedding = teacher_maps(teachers[0], views, batch_size)
-    return targets
-
-
-def teacher_maps(
-    teacher: keras.Model, views: Sequence[np.ndarray], batch_size: int = 512
-) -> tuple[dict[tuple[int, int], np.ndarray], np.ndarray]:
-    """The teacher's attention map at each `feature_taps` spatial size and its embedding, per view.
-    Batch by batch: whole feature maps of every image would not fit in memory, their maps do."""
-    taps = feature_taps(teacher)
-    tapped = _tap_model(teacher, list(taps.values()))
-    maps: dict[tuple[int, int], list[list[np.ndarray]]] = {size: [[] for _ in views] for size in taps}
-    embedding: list[list[np.ndarray]] = [[] for _ in views]
-    for v, view in enumerate(views):
-        for start in range(0, len(view), batch_size):
-            outs = tapped(view[start : start + batch_size], training=False)
-            for size, feats in zip(taps, outs, strict=False):
-                maps[size][v].append(attention_map(feats).numpy())
-            embedding[v].append(outs[len(taps)].numpy())
-    stacked = {size: np.stack([np.concatenate(m) for m in per_view]) for size, per_view in maps.items()}
-    return stacked, np.stack([np.concatenate(e) for e in embedding]).astype(np.float32)
-
-
-def feature_taps(model: keras.Model) -> dict[tuple[int, int], str]:
-    """Spatial size -> name of the last ReLU layer at that size (the end of each resolution stage).
-    Hints and attention transfer pair a student's and a teacher's taps of the same size."""
-    by_size: dict[tuple[int, int], str] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.ReLU) and len(layer.output.shape) == 4:
-            by_size[tuple(layer.output.shape[1:3])] = layer.name
-    return by_size
-
-
-def _tap_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
-    """The model with extra outputs: the named layers' outputs, the embedding (the input of the
-    logits layer, which relational KD compares), then the logits."""
-    outs = [model.get_layer(n).output for n in names]
-    return keras.Model(model.inputs, [*outs, model.layers[-1].input, model.outputs[0]])
-
-
-# ---- the training loop ----
+# What a baseline student's accuracy depends on besides its architecture (recorded in the metrics).
+TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "augment_flip", "born_again")
 
 
 def fit_student(
@@ -430,9 +93,9 @@ def fit_student(
         s_taps = feature_taps(student)
         t_taps = feature_taps(teacher) if teacher is not None else targets.attention
         sizes = [z for z in t_taps if z in s_taps]
-        s_model = _tap_model(student, [s_taps[z] for z in sizes])
+        s_model = tap_model(student, [s_taps[z] for z in sizes])
         if loss.hint_weight > 0:
-            t_model = _tap_model(teacher, [t_taps[z] for z in sizes])
+            t_model = tap_model(teacher, [t_taps[z] for z in sizes])
             for z in sizes:
                 channels = teacher.get_layer(t_taps[z]).output.shape[-1]
                 adapter = keras.layers.Conv2D(channels, 1, name=f"hint_{s_taps[z]}")
@@ -564,23 +227,140 @@ class EpochCheckpoint:
                 old.unlink()
 
 
-def accuracy(model: keras.Model, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
-    """Top-1 accuracy in inference mode, batch by batch (no Keras predict loop overhead)."""
-    right = 0
-    for start in range(0, len(x_uint8), batch_size):
-        logits = model(to_float(x_uint8[start : start + batch_size]), training=False)
-        right += int(np.sum(np.argmax(logits, -1) == y[start : start + batch_size]))
-    return right / max(len(y), 1)
+@dataclass
+class Teachers:
+    """The teacher models the student learns from, and their targets on the training images."""
+
+    models: list[keras.Model]
+    targets: TeacherTargets
+    snapshot_seconds: float
+    targets_seconds: float
 
 
-def summarise(values: Sequence[float]) -> dict[str, float]:
-    """Mean, sample standard deviation and the 95 % confidence interval of the mean (Student's t,
-    n − 1 degrees of freedom) of per-seed figures; one value has std 0 and no interval."""
-    v = np.asarray(values, dtype=np.float64)
-    out = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-    if len(v) > 1:
-        from scipy import stats
+def teacher_files(p: dict, teacher_path: str | Path, resolve: Callable[[str], Path]) -> list[Path]:
+    """The teacher and the `ensemble_teachers` files (paths from params through `resolve`)."""
+    return [Path(teacher_path), *(resolve(t) for t in comma_list(p["ensemble_teachers"], "distill.ensemble_teachers"))]
 
-        half = float(stats.t.ppf(0.975, len(v) - 1)) * out["std"] / np.sqrt(len(v))
-        out.update(ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
-    return out
+
+def load_teachers(p: dict, teacher_path: str | Path, resolve: Callable[[str], Path], ds, teacher_params: dict,
+                  seed: int) -> Teachers:  # fmt: skip
+    """The teacher, the `ensemble_teachers` files and a snapshot ensemble when `snapshot_cycles` > 0;
+    their averaged outputs on the training images, with the first teacher's attention maps and
+    embedding when the loss has attention transfer or relational KD."""
+    from pipelines.vision import train
+    from pipelines.vision.tfk import load_model
+
+    teachers = [load_model(path) for path in teacher_files(p, teacher_path, resolve)]
+    t0 = time.time()
+    if p["snapshot_cycles"]:
+        log.info("distill: snapshot ensemble, %d cycles of %d epoch(s) from the teacher", p["snapshot_cycles"],
+                 p["snapshot_epochs"])  # fmt: skip
+        teachers += train.snapshot_ensemble(
+            teachers[0], ds.x_train, ds.y_train, ds.x_val, ds.y_val, teacher_params, seed,
+            p["snapshot_cycles"], p["snapshot_epochs"], p["snapshot_learning_rate"],
+        )  # fmt: skip
+    snapshot_s = time.time() - t0
+    t0 = time.time()
+    features = DistillLoss.from_params(p).uses_teacher_maps
+    targets = teacher_targets(teachers, ds.x_train, p["temperature"], p["augment_flip"],
+                              standardise=p["logit_standardize"], features=features)  # fmt: skip
+    return Teachers(teachers, targets, snapshot_s, time.time() - t0)
+
+
+def student_jobs(first_seed: int, seeds: int, loss: DistillLoss) -> list[dict]:
+    """Per seed, the baseline student's job (labels only), then the distilled one's; the first
+    seed's two students are the ones saved."""
+    return [{"seed": first_seed + i, "kind": kind, "loss": vars(kind_loss), "save": i == 0}
+            for i in range(seeds) for kind, kind_loss in (("baseline", loss.labels_only()), ("kd", loss))]  # fmt: skip
+
+
+def train_student(job: dict) -> dict:
+    """One student of one seed: build, train on `job['loss']`, test; saved to `job['save']` when
+    set. Runs in a worker process (`distill.workers` > 1) or in the stage's own."""
+    from pipelines.common.seeding import seed_everything
+    from pipelines.vision import train
+    from pipelines.vision.data import Dataset
+    from pipelines.vision.student import build_student
+    from pipelines.vision.tfk import load_model
+
+    p, loss = job["distill"], DistillLoss(**job["loss"])
+    ds = Dataset.load(job["data"])
+    seed_everything(job["seed"])
+    if p["born_again"]:
+        model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), job["teacher_params"])
+    else:
+        model = build_student(ds.x_train.shape[1:], len(ds.class_names), job["arch"])
+    teacher = load_model(job["teacher"]) if loss.hint_weight > 0 else None  # the other terms use `targets`
+    log.info("distill: seed %d, %s student (%d parameters)", job["seed"], job["kind"], model.count_params())
+    history = fit_student(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, p, job["seed"],
+                          targets=job["targets"], teacher=teacher, checkpoint=job.get("checkpoint"))  # fmt: skip
+    result = {
+        "kind": job["kind"],
+        "accuracy": accuracy(model, ds.x_test, ds.y_test),
+        "val_accuracy": history["val_accuracy"][-1],
+        "seconds": round(sum(history["seconds"]), 1),  # training, with the epochs before a resume
+        "params": int(model.count_params()),
+    }
+    if job["save"]:
+        model.save(job["save"])
+    if job.get("result"):  # after the model: a result file means the student's work is all on disk
+        io.write_json(job["result"], result)
+    log.info("distill: seed %d, %s student: test accuracy %.4f (%.0f s)", job["seed"], job["kind"],
+             result["accuracy"], result["seconds"])  # fmt: skip
+    return result
+
+
+def _tensorflow_threads(threads: int) -> None:
+    from pipelines.vision.tfk import tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def train_students(jobs: list[dict], workers: int) -> list[dict]:
+    """`train_student` for every job, in order: here, or in `workers` fresh processes side by side,
+    each with an equal share of the cores for TensorFlow's threads. A job whose `result` file
+    exists (it finished in a run that was then killed) is not trained again."""
+    kept = {i: io.read_json(job["result"]) for i, job in enumerate(jobs) if job.get("result")
+            and Path(job["result"]).is_file()}  # fmt: skip
+    if kept:
+        log.info("distill: %d of %d students finished before, kept: %s", len(kept), len(jobs),
+                 ", ".join(f"seed {jobs[i]['seed']} {jobs[i]['kind']}" for i in kept))  # fmt: skip
+    todo = [job for i, job in enumerate(jobs) if i not in kept]
+    if workers <= 1 or not todo:  # one student left still trains in a worker: the same threads as the rest
+        trained = iter([train_student(job) for job in todo])
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        log.info("distill: %d students in %d worker processes, %d TensorFlow thread(s) each", len(todo), workers,
+                 threads)  # fmt: skip
+        with worker_pool(workers, _tensorflow_threads, (threads,)) as pool:
+            trained = iter(list(pool.map(train_student, todo)))
+    return [kept[i] if i in kept else next(trained) for i in range(len(jobs))]
+
+
+def by_seed(jobs: list[dict], results: list[dict]) -> dict[int, dict]:
+    """Per seed, each job kind's accuracy, val_accuracy and seconds as `<kind>_<figure>`."""
+    runs = {seed: {"seed": seed} for seed in sorted({job["seed"] for job in jobs})}
+    for job, r in zip(jobs, results, strict=True):
+        runs[job["seed"]].update({f"{job['kind']}_{k}": r[k] for k in ("accuracy", "val_accuracy", "seconds")})
+    return runs
+
+
+def gain_points(run: dict) -> float:
+    """kd_gain of one seed: the distilled student's test accuracy over the baseline's, in points."""
+    return round((run["kd_accuracy"] - run["baseline_accuracy"]) * 100, 3)
+
+
+def seed_runs(jobs: list[dict], results: list[dict]) -> list[dict]:
+    """Per seed, both students' figures and the seed's `kd_gain_points`."""
+    runs = list(by_seed(jobs, results).values())
+    for run in runs:
+        run["kd_gain_points"] = gain_points(run)
+        log.info("distill: seed %d baseline %.4f, distilled %.4f, gain %+.2f points", run["seed"],
+                 run["baseline_accuracy"], run["kd_accuracy"], run["kd_gain_points"])  # fmt: skip
+    return runs
+
+
+def kd_gain(runs: Sequence[dict]) -> dict[str, dict]:
+    """Mean, spread and 95 % interval over seeds of both students' accuracy and of the gain."""
+    return {key: summarise([r[key] for r in runs]) for key in ("baseline_accuracy", "kd_accuracy", "kd_gain_points")}

@@ -9,6 +9,10 @@ afterwards, never assumed.
 from __future__ import annotations
 
 import gzip
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
@@ -86,3 +90,63 @@ def overall_sparsity(per_kernel: dict[str, dict], kinds: tuple[str, ...] = ("Con
 def gzip_size(blob: bytes) -> int:
     """Bytes after gzip -9: what pruning's zeros save in a download or an app bundle."""
     return len(gzip.compress(blob, compresslevel=9, mtime=0))
+
+
+@dataclass
+class PrunedStudent:
+    """A pruned, fine-tuned and stripped student, and how it was pruned."""
+
+    model: keras.Model
+    frequency_steps: int
+    steps: int
+    fine_tune_loss: str  # "distillation" or "labels"
+    fine_tune_seconds: float
+
+
+def prune_student(dense: keras.Model, ds, p: dict, distill_p: dict, teacher_path: str | Path, seed: int) -> PrunedStudent:
+    """Wrap `dense` for magnitude pruning (`prune` params), fine-tune it with the distillation
+    loss's logit terms (`distill_p`) or labels only (`prune.distill` false), then strip it."""
+    from pipelines.common.seeding import seed_everything
+    from pipelines.vision.distill import fit_student
+    from pipelines.vision.losses import DistillLoss
+    from pipelines.vision.teacher_targets import teacher_targets
+    from pipelines.vision.tfk import load_model
+
+    seed_everything(seed)
+    loss = DistillLoss.from_params(distill_p).logits_only() if p["distill"] else DistillLoss()
+    targets = None
+    if loss.uses_teacher:
+        targets = teacher_targets([load_model(teacher_path)], ds.x_train, distill_p["temperature"],
+                                  distill_p["augment_flip"], standardise=distill_p["logit_standardize"])  # fmt: skip
+    steps = int(np.ceil(len(ds.x_train) / p["batch_size"]))
+    sched, frequency = schedule(p["schedule"], p["target_sparsity"], steps * p["epochs"], p["updates_per_epoch"], steps)
+    wrapped = prunable(dense, sched, (2, 4) if p["m_by_n"] == "2:4" else None)
+    t0 = time.time()
+    fit_student(wrapped, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, {**p, "augment_flip": distill_p["augment_flip"]},
+                seed, targets=targets, callbacks=[step_callback()])  # fmt: skip
+    return PrunedStudent(strip(wrapped), frequency, steps * p["epochs"],
+                         "distillation" if loss.uses_teacher else "labels", time.time() - t0)  # fmt: skip
+
+
+def int8_dense_vs_pruned(dense: keras.Model, pruned: keras.Model, ds, bench_p: dict, seed: int) -> dict[str, dict]:
+    """Both students as int8 TFLite files: raw and gzip size, accuracy in the TFLite runtime, and
+    p50 latency measured interleaved in one run (so a slow phase of the machine hits both)."""
+    from pipelines.edge import bench, evaluate
+    from pipelines.vision import convert
+
+    calib = ds.x_train[np.random.default_rng(seed).permutation(len(ds.x_train))[:200]]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        files, sizes = {}, {}
+        for name, model in (("dense", dense), ("pruned", pruned)):
+            blob = convert.to_tflite_int8(model, calib)
+            files[name] = Path(tmpdir) / f"{name}_int8.tflite"
+            files[name].write_bytes(blob)
+            sizes[name] = {"size_bytes": len(blob), "gzip_bytes": gzip_size(blob),
+                           "accuracy": evaluate.accuracy(files[name], ds.x_test, ds.y_test)}  # fmt: skip
+        timing = bench.interleaved(
+            files, rounds=3, threads=bench_p["threads"], warmup_runs=bench_p["warmup_runs"],
+            min_runs=bench_p["min_runs"], min_seconds=bench_p["min_seconds"], pin_cpu=bench_p["pin_cpu"], seed=seed,
+        )  # fmt: skip
+    for name in files:
+        sizes[name].update({k: timing[name][k] for k in ("latency_p50_ms", "round_p50_ms")})
+    return sizes

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.vision.tfk import keras, seed_everything
+from pipelines.common.seeding import seed_everything
+from pipelines.vision.tfk import keras
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,37 @@ RECORD = "record.json"
 ATTEMPTS = "attempts.log"
 FINGERPRINT_SEED = 1234  # the weights every fingerprinted model is built with
 PROBE_IMAGES = 8
+CSV_COLUMNS = (
+    "trial_id", "status", "rejected", "score", "accuracy", "latency_ms", "measured_latency_ms",
+    "predicted_latency_ms", "size_bytes", "params", "macs", "memory_access_bytes", "pareto", "depth", "ds_widths",
+    "kernel_size", "block", "expansion", "squeeze_excite", "stem_stride", "width_multiplier", "head", "train_seconds", "seconds",
+)  # fmt: skip
+# The search params that do not change which trials run or what they score.
+NOT_HASHED = ("max_trials", "bench_runs", "bench_seconds")
 
 
 # ---- the search space ----
+
+
+def search_space(p: Mapping[str, Any], chain_modes: Sequence[str] = (),
+                 profiles: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The search space from the `search` params, with the checks the schema cannot express: the
+    tournament fits the population, squeeze-excite is not searched while the chain trains with QAT
+    (`chain_modes`), and the device is one of `profiles` (when given)."""
+    from pipelines.common.errors import ParamsError
+    from pipelines.common.params import comma_list
+
+    space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
+    for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
+        space[key] = comma_list(p[key], f"search.{key}", allowed, required=True)
+    if p["tournament"] > p["population"]:
+        raise ParamsError(f"search.tournament ({p['tournament']}) must be <= search.population ({p['population']})")
+    if p["squeeze_excite"] != "never" and "qat" in chain_modes:
+        raise ParamsError("search.squeeze_excite must be 'never' while quantize.chain_modes has qat: tfmot's "
+                          "quantization-aware training has no rule for squeeze-excite's Multiply layer")  # fmt: skip
+    if profiles is not None and p["device"] not in profiles:
+        raise ParamsError(f"search.device must be one of {', '.join(profiles)} (devices.profiles), got {p['device']!r}")
+    return space
 
 
 def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperParameters:
@@ -321,7 +351,7 @@ def _other_value(hp: Any, current: Any, rng: random.Random) -> Any:
 
 def values_of(student: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, Any] | None:
     """The hyperparameters that build `student`, or None when the space cannot express it."""
-    from pipelines.vision.distill import STUDENT_DEFAULTS
+    from pipelines.vision.student import STUDENT_DEFAULTS
 
     s = {**STUDENT_DEFAULTS, **student}
     widths = list(s["ds_widths"])
@@ -386,7 +416,7 @@ class ArchTuner(kt.Tuner):
         self.num_classes = int(max(data["y_train"].max(), data["y_val"].max()) + 1)
 
     def build_model(self, values: Mapping[str, Any]) -> keras.Model:
-        from pipelines.vision.distill import build_student
+        from pipelines.vision.student import build_student
 
         return build_student(tuple(self.data["x_train"].shape[1:]), self.num_classes,
                              {**self.student, **arch_from_values(values)})  # fmt: skip
@@ -458,7 +488,68 @@ def _short(arch: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in arch.items())
 
 
+# ---- distributed search ----
+
+
+def role() -> str:
+    """`chief`, a worker's id (`tuner0`, ...), or `single` when no distributed setting is given."""
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+    return tuner_id if tuner_id and "KERASTUNER_ORACLE_IP" in os.environ else "single"
+
+
+def project_name(p: Mapping[str, Any], student: Mapping[str, Any], seed: int, data_path: str | Path) -> str:
+    """keras-tuner's project folder: a hash of what decides the trials (params, data, and the code
+    that builds, trains and scores them), so a killed search resumes only the same search."""
+    from pipelines.common import io
+    from pipelines.common.params import params_hash
+    from pipelines.vision import convert, train
+    from pipelines.vision import student as family
+
+    decides = {k: v for k, v in p.items() if k not in NOT_HASHED}
+    code = {m.__name__: io.sha256_path(m.__file__)[:16] for m in (sys.modules[__name__], family, train, convert)}
+    return "search-" + params_hash(decides, dict(student), {"seed": seed, "data": io.sha256_path(data_path)[:16]}, code)
+
+
 # ---- results ----
+
+
+def csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial as a row of trials.csv."""
+    arch = r["arch"]
+    return {**{k: r.get(k) for k in CSV_COLUMNS}, **arch, "depth": len(arch["ds_widths"]),
+            "ds_widths": "-".join(map(str, arch["ds_widths"])), "accuracy": r.get("val_accuracy")}  # fmt: skip
+
+
+def summary(rows: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any], front: list[str], p: Mapping[str, Any],
+            deduplicated: Mapping[str, int], done_before: int, search_seconds: float, project: Path) -> dict[str, Any]:  # fmt: skip
+    """metrics/search.json: how many trials ran and how they ended, and the best one."""
+    top = best(rows)
+    return {
+        "oracle": p["oracle"],
+        "objective": p["objective"],
+        "latency_source": p["latency_source"],
+        "device": p["device"] if p["latency_source"] == "predicted" else "host",
+        "trials": len(rows),
+        "completed": sum(r["status"] == "completed" for r in rows),
+        "infeasible": sum(r["status"] == "infeasible" for r in rows),
+        "infeasible_before_training": sum(r.get("rejected") == "before training" for r in rows),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "deduplicated": sum(deduplicated.values()),
+        "deduplicated_by": dict(deduplicated),
+        "resumed_trials": done_before,
+        "search_seconds": round(search_seconds, 1),
+        "trial_seconds": round(sum(r.get("seconds") or 0 for r in rows), 1),
+        "best_trial": top["trial_id"],
+        "best_score": top["score"],
+        "best_val_accuracy": top["val_accuracy"],
+        "best_latency_ms": top["latency_ms"],
+        "best_size_bytes": top["size_bytes"],
+        "best_macs": top["macs"],
+        "best_arch": dict(chosen),
+        "pareto_front": front,
+        "budgets": {k: p[k] for k in BUDGETS} if p["objective"] == "constrained" else {},
+        "project": str(project),
+    }
 
 
 def collect(project_dir: str | Path, oracle: kt.Oracle) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""The one place that decides the Keras flavour: tf-keras (Keras 2), as tfmot requires.
+"""The one place that decides the Keras flavour: tf-keras (Keras 2), as tfmot requires; saved
+models are loaded through it too.
 
 `TF_USE_LEGACY_KERAS=1` must be set before TensorFlow is first imported, so every
 vision module imports `tf` and `keras` from here and nowhere else.
@@ -9,13 +10,19 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pathlib import Path  # noqa: E402
+
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "seed_everything"]
+from pipelines.common.errors import ModelFileError  # noqa: E402
+
+__all__ = ["tf", "keras", "load_model"]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow ops deterministic on CPU."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+def load_model(path: str | Path) -> keras.Model:
+    """A saved Keras model; a file that is missing or not a model is the user's to fix (one line)."""
+    try:
+        return keras.models.load_model(path)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]})") from None

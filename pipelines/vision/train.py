@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -165,6 +167,35 @@ def snapshot_ensemble(
     return snapshots
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    logits = model.predict(to_float(x), batch_size=batch_size, verbose=0)
-    return float((logits.argmax(-1) == y).mean())
+
+def resumable(state: Path, epochs: int) -> list[keras.callbacks.Callback]:
+    """Callbacks that keep each finished epoch in `state`: its history row first (CSVLogger), then
+    the weights, optimiser state and epoch (BackupAndRestore, which puts them back when the next
+    fit starts). A kill between the two repeats that epoch; it never loses one."""
+
+    class Kept(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log.info("teacher: epoch %d of %d kept for a resume", epoch + 1, epochs)
+
+    return [keras.callbacks.CSVLogger(str(state / "history.csv"), append=True),
+            keras.callbacks.BackupAndRestore(str(state / "backup")), Kept()]  # fmt: skip
+
+
+def kept_history(path: Path) -> dict[str, list[float]]:
+    """The per-epoch history in a CSVLogger file, the last row of each epoch (a repeated epoch's
+    second row replaces its first)."""
+    rows: dict[int, dict[str, float]] = {}
+    if path.is_file():
+        with path.open() as f:
+            for r in csv.DictReader(f):
+                epoch = int(r.pop("epoch"))
+                rows[epoch] = {k: float(v) for k, v in r.items()}
+    keys = list(next(iter(rows.values()), {}))
+    return {k: [rows[e][k] for e in sorted(rows)] for k in keys}
+
+
+def history_csv(history: dict[str, list[float]], epochs: int) -> str:
+    """The per-epoch history as CSV (`dvc plots` reads it), one row per epoch."""
+    rows = ["epoch," + ",".join(history)]
+    rows += [f"{e + 1}," + ",".join(f"{history[k][e]:.6f}" for k in history) for e in range(epochs)]
+    return "\n".join(rows) + "\n"

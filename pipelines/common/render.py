@@ -1,0 +1,85 @@
+"""The report for people: a plain-text table, Markdown for a CI summary or a pull-request comment,
+and single figures and sentences formatted the same way everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def table(report: Mapping[str, Any]) -> str:
+    """A plain-text table of the report for people."""
+    cols = [("name", "{}"), ("dtype", "{}"), ("accuracy", "{:.4f}"), ("size_bytes", "{:,}"),
+            ("params", "{:,}"), ("macs", "{:,}"), ("memory_access_bytes", "{:,}"),
+            ("latency_p50_ms", "{:.4f}"), ("latency_p99_ms", "{:.4f}")]  # fmt: skip
+    devices = sorted({d for r in report["models"] for d in (r.get("predicted_latency_ms") or {})}, key=_host_first)
+    cells = [[c for c, _ in cols] + [f"pred_{d}_ms" for d in devices]]
+    for r in report["models"]:
+        row = [("-" if r.get(c) is None else f.format(r[c])) for c, f in cols]
+        predicted = r.get("predicted_latency_ms") or {}
+        for d in devices:
+            text = "-" if d not in predicted else f"{predicted[d]:.4f}"
+            if d == "host" and r.get("prediction_error_host") is not None:
+                text += f" ({r['prediction_error_host']:+.0%})"
+            row.append(text)
+        cells.append(row)
+    cols = cols + [(d, "") for d in devices]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"final: {report['final']}")
+    return "\n".join(lines)
+
+
+def _host_first(name: str) -> tuple[int, str]:
+    return (name != "host", name)
+
+
+def format_figure(field: str, value: Any, ms: str = "{:.3f} ms") -> str:
+    """A report figure for people: accuracy in %, times with `ms`, counts with thousands separators."""
+    if value is None:
+        return "-"
+    if field == "accuracy":
+        return f"{value:.2%}"
+    if field.endswith("_ms"):
+        return ms.format(value)
+    return f"{value:,.0f}"
+
+
+def budget_lines(checks: list[dict[str, Any]]) -> list[str]:
+    return [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['field']:<15} {format_figure(c['field'], c['value']):>12}  "
+            f"{'must be ' + c['op']} {format_figure(c['field'], c['limit'])}" for c in checks]  # fmt: skip
+
+
+def markdown(report: Mapping[str, Any], checks: list[dict[str, Any]] | None = None, title: str = "edgesmith report") -> str:
+    """The report as Markdown, for a CI job summary or a pull-request comment."""
+    final = report["final"]
+    commit = str(report.get("git_commit", ""))[:12]
+    lines = [f"### {title}", "",
+             f"Pipeline `{report.get('pipeline', '?')}` at commit `{commit}`; final model: **`{final}`**.", ""]  # fmt: skip
+    if checks is not None:
+        verdict = "within budget" if all(c["ok"] for c in checks) else "**over budget**"
+        lines += [f"Budget: {verdict}", "", "| | figure | final model | budget |", "|---|---|---|---|"]
+        lines += [f"| {'✅' if c['ok'] else '❌'} | {c['field']} | {format_figure(c['field'], c['value'])} | "
+                  f"{c['op']} {format_figure(c['field'], c['limit'])} |" for c in checks]  # fmt: skip
+        lines.append("")
+    cols = ("accuracy", "size_bytes", "latency_p50_ms", "memory_access_bytes", "macs")
+    lines += ["| model | dtype | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for r in report["models"]:
+        name = f"**{r['name']}**" if r["name"] == final else r["name"]
+        lines.append(f"| {name} | {r.get('dtype') or '-'} | " + " | ".join(format_figure(c, r.get(c)) for c in cols) + " |")
+    lines += ["", "Latency is measured on the CI host (1 thread unless stated), never a phone's; "
+              "memory access is modelled from the .tflite file."]  # fmt: skip
+    distill = report.get("compression_chain", {}).get("distill")
+    if distill:
+        lines += ["", distillation_line(distill)]
+    return "\n".join(lines) + "\n"
+
+
+def distillation_line(distill: Mapping[str, Any]) -> str:
+    """kd_gain over seeds in one sentence, with its 95 % interval when the metrics have one."""
+    gain, seeds = distill["kd_gain_points"], ", ".join(str(s) for s in distill["seeds"])
+    ci = f"; 95 % CI {gain['ci95_low']:+.2f} to {gain['ci95_high']:+.2f}" if "ci95_low" in gain else ""
+    return (f"Distillation: kd_gain **{gain['mean']:+.2f}** points over the baseline student (seeds {seeds}; "
+            f"std {gain['std']:.2f}{ci}); baseline {distill['baseline_accuracy']['mean']:.2%}, "
+            f"distilled {distill['kd_accuracy']['mean']:.2%}.")  # fmt: skip
