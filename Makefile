@@ -42,6 +42,7 @@ repro: ## Run every stage of dvc.yaml (dvc repro): the vision chain with search 
 
 repro-quick: ## Run the same stages on the quick profile (profiles/quick: a few thousand images, 2 epochs)
 	@cmp -s dvc.yaml $(QUICK)/dvc.yaml || cp dvc.yaml $(QUICK)/dvc.yaml
+	@$(BIN)/edgesmith params --profile $(QUICK) --check >/dev/null || $(BIN)/edgesmith params --profile $(QUICK)
 	$(BIN)/dvc repro $(QUICK)/dvc.yaml
 
 exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profiles/quick] [JOBS=2]; then dvc exp show, edgesmith compare

@@ -1,4 +1,5 @@
-"""The `edgesmith` command: benchmark any .tflite file, check the set-up, show, compare and check reports.
+"""The `edgesmith` command: benchmark any .tflite file, check the set-up and the params, show, compare and check
+reports.
 
 Imports are made inside each command so that `edgesmith bench` never loads TensorFlow.
 """
@@ -151,6 +152,34 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_params(args: argparse.Namespace) -> int:
+    from pipelines.common import io, params
+
+    if args.schema:
+        text = json.dumps(params.json_schema(), indent=2) + "\n"
+        if args.schema == "-":
+            print(text, end="")
+        else:
+            io.write_text(args.schema, text)
+            print(f"wrote the JSON Schema of params.yaml to {args.schema}")
+        return 0
+    if args.profile:
+        target = Path(args.profile) / "params.yaml"
+        text = params.profile_params(args.profile, args.params)
+        if args.check:
+            if target.is_file() and target.read_text() == text:
+                print(f"{target} is up to date with {args.params} and its overrides.yaml")
+                return 0
+            print(f"{target} is out of date: run `edgesmith params --profile {args.profile}`")
+            return 1
+        io.write_text(target, text)
+        print(f"wrote {target} from {args.params} and {Path(args.profile) / params.PROFILE_OVERRIDES}")
+        return 0
+    loaded = params.load_params(args.params)
+    print(f"{args.params}: valid ({len(loaded)} sections, {sum(len(v) for v in loaded.values())} keys)")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from pipelines.common import doctor
 
@@ -226,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--metrics", default="metrics", help="folder of the metrics JSON files (default metrics)")
     rs.add_argument("--out", default="docs/results.md", help="the Markdown file to write (default docs/results.md)")
     rs.set_defaults(func=cmd_results)
+
+    pa = sub.add_parser("params", help="check params.yaml, write its JSON Schema, or write a profile's params.yaml")
+    pa.add_argument("--params", default="params.yaml", help="the params file (default params.yaml)")
+    pa.add_argument("--schema", metavar="FILE", help="write the JSON Schema of params.yaml to FILE (- for stdout)")
+    pa.add_argument("--profile", metavar="FOLDER", help="write FOLDER/params.yaml: --params with FOLDER/overrides.yaml merged in")
+    pa.add_argument("--check", action="store_true", help="with --profile: exit 1 if FOLDER/params.yaml is out of date")
+    pa.set_defaults(func=cmd_params)
 
     d = sub.add_parser("doctor", help="check the stack, dataset, runtime and tracking store")
     d.add_argument("--params", default="params.yaml")

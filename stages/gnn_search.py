@@ -9,23 +9,10 @@ import logging
 import tempfile
 
 from pipelines.common import io
-from pipelines.common.errors import ParamsError, UserError
-from pipelines.common.params import comma_list
+from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.gnn_search")
-
-
-def search_space(p: dict) -> dict:
-    """The search space from params, with the checks the schema cannot express."""
-    from pipelines.graph.search import SEARCH_CONVS
-
-    convs = comma_list(p["convs"], "gnn_search.convs", SEARCH_CONVS, required=True)
-    for low, high in (("dropout_min", "dropout_max"), ("lr_min", "lr_max"), ("weight_decay_min", "weight_decay_max")):
-        if p[low] > p[high]:
-            raise ParamsError(f"gnn_search.{low} ({p[low]}) must be <= gnn_search.{high} ({p[high]})")
-    return {**{k: p[k] for k in ("layers", "hidden", "heads", "dropout_min", "dropout_max", "lr_min", "lr_max",
-                                 "weight_decay_min", "weight_decay_max")}, "convs": convs}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,12 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/gnn_search.json")
     args = ap.parse_args(argv)
     with Stage("gnn_search", args.params, sections=["graph", "gnn_search"], inputs={"data": args.data}) as st:
-        p = st.params["gnn_search"]
-        space = search_space(p)
         import torch
 
         from pipelines.graph import search, store, train
 
+        p = st.params["gnn_search"]
+        space = search.search_space(p)
         torch.set_num_threads(st.params["graph"]["torch_threads"])
 
         arrays = store.NodeArrays.load(args.data)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from pipelines.common import io
 from pipelines.common.errors import UserError
-from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
 log = logging.getLogger("edgesmith.search")
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.student import build_student
 
         p, student, profiles = st.params["search"], st.params["student"], st.params["devices"]["profiles"]
-        space = search.search_space(p, comma_list(st.params["quantize"]["chain_modes"], "quantize.chain_modes"), profiles)
+        space = search.search_space(p)
         seed = st.seed if p["seed"] is None else p["seed"]
         ds = Dataset.load(args.data)
         order = np.random.default_rng(seed).permutation(len(ds.x_train))

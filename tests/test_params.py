@@ -147,6 +147,8 @@ STAGE_ARGS = {
     "benchmark": ["--models", "in/tflite", "--calibration", "in/calibrate.json", "--metrics", "metrics/benchmark.json"],
     "report": ["--quantize", "in/q.json", "--benchmark", "in/b.json", "--calibration", "in/c.json",
                "--out", "metrics/report.json", "--plots", "plots/report"],
+    "search": ["--data", "in/dataset.npz", "--out", "out/search.json", "--plots", "plots/search", "--metrics",
+               "metrics/search.json"],
     "gnn_search": ["--data", "in/node.npz", "--out", "out/search.json", "--metrics", "metrics/gnn_search.json"],
     "check-budget": ["--report", "in/report.json"],
 }  # fmt: skip
@@ -192,6 +194,9 @@ FILE_EDITS = [
     ("empty search space", _set("gnn_search.convs", " , "), "gnn_search", "gnn_search.convs must be a comma-separated subset of gcn"),
     ("unknown conv", _set("gnn_search.convs", "gcn,transformer"), "gnn_search", "gnn_search.convs must be a comma-separated subset"),
     ("inverted range", _set("gnn_search.dropout_min", 0.85), "gnn_search", "gnn_search.dropout_min (0.85) must be <= gnn_search.dropout_max (0.8)"),
+    ("rule between keys", _set("search.tournament", 99), "search", "params.yaml: search.tournament (99) must be <= search.population (3)"),
+    ("rule between keys", _set("search.device", "pixel_9"), "search", "params.yaml: search.device must be one of cortex_a53"),
+    ("rule between keys", _set("search.squeeze_excite", "both"), "search", "params.yaml: search.squeeze_excite must be 'never' while quantize.chain_modes has qat"),
     ("YAML syntax error", _text("  epochs: 2\n", "  epochs: [2\n"), "teacher", "params.yaml: YAML syntax error at line"),
     ("YAML tab", _text("  seed: 42", "\tseed: 42"), "data", "params.yaml: YAML syntax error at line"),
     ("not a mapping", lambda text: "- just\n- a list\n", "data", "params.yaml: must be a mapping of sections"),

@@ -260,6 +260,7 @@ def test_fingerprint_matches_equal_networks_only():
 
 def test_search_space_checks(tmp_path):
     from pipelines.common.errors import ParamsError
+    from pipelines.common.params import validate
     from pipelines.vision.search import search_space
 
     p = params_yaml()["search"]
@@ -267,8 +268,8 @@ def test_search_space_checks(tmp_path):
     assert space["blocks"] == ["separable", "standard"] and space["heads"] == ["flatten", "gap"]
     with pytest.raises(ParamsError, match="search.blocks"):
         search_space({**p, "blocks": "separable,mbconv"})
-    with pytest.raises(ParamsError, match="tournament"):
-        search_space({**p, "tournament": p["population"] + 1})
+    with pytest.raises(ParamsError, match="tournament"):  # a rule between keys: the schema's
+        validate({**params_yaml(), "search": {**p, "tournament": p["population"] + 1}})
 
 
 def test_every_oracle_is_built_with_the_full_space():

@@ -1,15 +1,21 @@
-"""The params schema: every knob of every stage, its type and its allowed range.
+"""The params schema: every knob of every stage, its type and its allowed range, and the rules
+that tie keys together (`RULES`).
 
-`load_params` reads a `params.yaml`, checks it against `SCHEMA` and returns plain dicts.
-Anything wrong (unknown key, wrong type, out of range, missing section, bad YAML)
-raises `ParamsError` with one line naming the key, what is allowed and what was given.
+`load_params` reads a `params.yaml`, checks it against `SCHEMA` and `RULES` and returns plain
+dicts. Anything wrong (unknown key, wrong type, out of range, missing section, bad YAML, two keys
+that contradict each other) raises `ParamsError` with one line naming the key, what is allowed
+and what was given. `json_schema` gives the same schema to editors.
+
+A profile (profiles/quick) is a folder with a short `overrides.yaml`; its `params.yaml`, the file
+DVC reads, is `params.yaml` with those overrides merged in (`profile_params`), written by
+`edgesmith params --profile FOLDER` and checked by the tests, so the two never drift apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,6 +364,49 @@ SCHEMA: dict[str, dict[str, Field]] = {
 }
 
 
+def _pairs(section: str, *pairs: tuple[str, str]) -> Callable[[dict], str | None]:
+    def check(params: dict) -> str | None:
+        p = params[section]
+        for low, high in pairs:
+            if p[low] > p[high]:
+                return f"{section}.{low} ({p[low]}) must be <= {section}.{high} ({p[high]})"
+        return None
+
+    return check
+
+
+def _search_tournament(params: dict) -> str | None:
+    p = params["search"]
+    if p["tournament"] > p["population"]:
+        return f"search.tournament ({p['tournament']}) must be <= search.population ({p['population']})"
+    return None
+
+
+def _search_squeeze_excite(params: dict) -> str | None:
+    if params["search"]["squeeze_excite"] != "never" and "qat" in comma_list(params["quantize"]["chain_modes"], "quantize.chain_modes"):
+        return ("search.squeeze_excite must be 'never' while quantize.chain_modes has qat: tfmot's "
+                "quantization-aware training has no rule for squeeze-excite's Multiply layer")  # fmt: skip
+    return None
+
+
+def _search_device(params: dict) -> str | None:
+    profiles, device = params["devices"]["profiles"], params["search"]["device"]
+    if device not in profiles:
+        return f"search.device must be one of {', '.join(profiles)} (devices.profiles), got {device!r}"
+    return None
+
+
+# Rules between keys, checked once every section they read is loaded: (sections, check), the
+# check returning the one-line error or None.
+RULES: tuple[tuple[tuple[str, ...], Callable[[dict], str | None]], ...] = (
+    (("search",), _search_tournament),
+    (("search", "quantize"), _search_squeeze_excite),
+    (("search", "devices"), _search_device),
+    (("gnn_search",), _pairs("gnn_search", ("dropout_min", "dropout_max"), ("lr_min", "lr_max"),
+                             ("weight_decay_min", "weight_decay_max"))),  # fmt: skip
+)
+
+
 def comma_list(text: str | None, key: str, allowed: Sequence[str] | None = None, required: bool = False) -> list[str]:
     """The items of a comma-separated params string (null or blank: none), stripped.
 
@@ -375,14 +424,17 @@ def load_params(path: str | Path, sections: list[str] | None = None) -> dict[str
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; pass --params with the path to params.yaml")
+    return validate(_read_yaml(path), path.name, sections)
+
+
+def _read_yaml(path: Path) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ParamsError(f"{path}: YAML syntax error{where}: {problem}") from None
-    return validate(raw, path.name, sections)
 
 
 def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = None) -> dict:
@@ -400,6 +452,9 @@ def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = N
             raise ParamsError(f"{name}: section '{section}' must be a mapping of its keys, got {got}")
         _check_keys(values, fields, section, name)
         out[section] = dict(values)
+    for needs, rule in RULES:
+        if all(section in out for section in needs) and (problem := rule(out)):
+            raise ParamsError(f"{name}: {problem}")
     return out
 
 
@@ -430,3 +485,69 @@ def params_hash(*sections: dict) -> str:
     """A short, stable hash of params sections (key order does not matter)."""
     blob = json.dumps(sections, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` laid over it, mapping by mapping (a table entry keeps the keys it
+    does not override); any other value in `overrides` replaces the one in `base`."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+PROFILE_OVERRIDES = "overrides.yaml"
+PROFILE_HEADER = (
+    "# Written by `edgesmith params --profile {folder}`: {base} with overrides.yaml (beside this file)\n"
+    "# merged in. Change overrides.yaml and run that command again; what each key does is said in {base}.\n"
+)
+
+
+def profile_params(folder: str | Path, base: str | Path = "params.yaml") -> str:
+    """The text of a profile's params.yaml: `base` with the profile's overrides.yaml merged in,
+    both checked against the schema first."""
+    folder, base = Path(folder), Path(base)
+    overrides_path = folder / PROFILE_OVERRIDES
+    if not overrides_path.is_file():
+        raise ParamsError(f"{overrides_path}: file not found; a profile is a folder with an overrides.yaml")
+    load_params(base)
+    overrides = _read_yaml(overrides_path) or {}
+    if not isinstance(overrides, dict):
+        raise ParamsError(f"{overrides_path}: must be a mapping of sections, got {_show(overrides)}")
+    merged = merge(_read_yaml(base), overrides)
+    validate(merged, str(overrides_path))
+    header = PROFILE_HEADER.format(folder=folder.as_posix(), base=base.as_posix())
+    return header + yaml.safe_dump(merged, sort_keys=False, width=120)
+
+
+def _json_type(field: Field) -> dict[str, Any]:
+    bounds: dict[str, Any] = {}
+    if field.low is not None:
+        bounds["exclusiveMinimum" if field.low_open else "minimum"] = field.low
+    if field.high is not None:
+        bounds["maximum"] = field.high
+    if field.kind == "table":
+        row = {k: _json_type(f) for k, f in field.row}
+        entry = {"type": "object", "properties": row, "required": list(row), "additionalProperties": False}
+        out = {"type": "object", "minProperties": field.min_items, "additionalProperties": entry}
+    elif field.kind == "int_list":
+        out = {"type": "array", "minItems": field.min_items, "items": {"type": "integer", **bounds}}
+    elif field.kind == "choice":
+        out = {"enum": list(field.choices)}
+    else:
+        out = {"type": {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[field.kind], **bounds}
+        if field.kind == "str":
+            out["minLength"] = 1
+    return {"anyOf": [out, {"type": "null"}]} if field.nullable else out
+
+
+def json_schema() -> dict[str, Any]:
+    """`SCHEMA` as a JSON Schema (draft 2020-12) for params.yaml, for editors and other tools.
+    The rules between keys (`RULES`) are checked by edgesmith only."""
+    sections = {
+        name: {"type": "object", "properties": {k: _json_type(f) for k, f in fields.items()},
+               "required": list(fields), "additionalProperties": False}
+        for name, fields in SCHEMA.items()
+    }  # fmt: skip
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "edgesmith params.yaml",
+            "type": "object", "properties": sections, "required": list(SCHEMA), "additionalProperties": False}  # fmt: skip

@@ -29,6 +29,15 @@ OBJECTIVE = "val_accuracy"
 SEARCH_CONVS = ("gcn", "gat", "sage", "gin")
 
 
+def search_space(p: dict) -> dict:
+    """The search space from params (the rules between keys are the schema's)."""
+    from pipelines.common.params import comma_list
+
+    convs = comma_list(p["convs"], "gnn_search.convs", SEARCH_CONVS, required=True)
+    return {**{k: p[k] for k in ("layers", "hidden", "heads", "dropout_min", "dropout_max", "lr_min", "lr_max",
+                                 "weight_decay_min", "weight_decay_max")}, "convs": convs}  # fmt: skip
+
+
 def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperParameters:
     """Conv type, depth, width, GAT heads (only when the conv is GAT), dropout, learning rate, weight decay."""
     hp.Choice("conv", list(space["convs"]))

@@ -80,24 +80,13 @@ NOT_HASHED = ("max_trials", "bench_runs", "bench_seconds")
 # ---- the search space ----
 
 
-def search_space(p: Mapping[str, Any], chain_modes: Sequence[str] = (),
-                 profiles: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The search space from the `search` params, with the checks the schema cannot express: the
-    tournament fits the population, squeeze-excite is not searched while the chain trains with QAT
-    (`chain_modes`), and the device is one of `profiles` (when given)."""
-    from pipelines.common.errors import ParamsError
+def search_space(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The search space from the `search` params (the rules between keys are the schema's)."""
     from pipelines.common.params import comma_list
 
     space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
     for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
         space[key] = comma_list(p[key], f"search.{key}", allowed, required=True)
-    if p["tournament"] > p["population"]:
-        raise ParamsError(f"search.tournament ({p['tournament']}) must be <= search.population ({p['population']})")
-    if p["squeeze_excite"] != "never" and "qat" in chain_modes:
-        raise ParamsError("search.squeeze_excite must be 'never' while quantize.chain_modes has qat: tfmot's "
-                          "quantization-aware training has no rule for squeeze-excite's Multiply layer")  # fmt: skip
-    if profiles is not None and p["device"] not in profiles:
-        raise ParamsError(f"search.device must be one of {', '.join(profiles)} (devices.profiles), got {p['device']!r}")
     return space
 
 
