@@ -27,17 +27,18 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("benchmark", args.params, sections=["benchmark", "devices"], inputs=inputs) as st:
         from pipelines.edge import bench, host, measure
 
-        p = st.params["benchmark"]
+        settings = st.params["benchmark"]
         profiles = {"host": io.read_json(args.calibration)["profile"], **st.params["devices"]["profiles"]}
         files = sorted(Path(args.models).glob("*.tflite"))
         if not files:
             raise UserError(f"{args.models}: no .tflite files to benchmark")
         results = {}
-        for f in files:
-            r = measure.measure(f, profiles, seed=st.seed, **bench.settings(p))
-            log.info("benchmark: %s measured %.4f ms, predicted %.4f ms on the host (%+.0f %%)", f.stem,
-                     r["latency_p50_ms"], r["predicted_latency_ms"]["host"], 100 * r["prediction_error_host"])  # fmt: skip
-            results[f.stem] = r
+        for file in files:
+            result = measure.measured_and_modelled(file, profiles, seed=st.seed, **bench.settings(settings))
+            log.info("benchmark: %s measured %.4f ms, predicted %.4f ms on the host (%+.0f %%)", file.stem,
+                     result["latency_p50_ms"], result["predicted_latency_ms"]["host"],
+                     100 * result["prediction_error_host"])  # fmt: skip
+            results[file.stem] = result
         errors = [abs(r["prediction_error_host"]) for r in results.values()]
         summary = {
             "host": host.fingerprint(),

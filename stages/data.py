@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/data.json")
     args = ap.parse_args(argv)
     with Stage("data", args.params, sections=["data"]) as st:
-        p = st.params["data"]
-        ds = data.prepare(p, st.seed, base_dir=st.params_path.parent)
+        settings = st.params["data"]
+        ds = data.prepare(settings, st.seed, base_dir=st.params_path.parent)
         info = data.summary(ds)
         log.info(
             "data: %d train, %d val, %d test images of %s, %d classes",

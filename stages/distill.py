@@ -37,19 +37,19 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision import distill, losses, student, teacher_targets, train
         from pipelines.vision.data import Dataset
 
-        p = st.params["distill"]
+        settings = st.params["distill"]
         arch = student.student_arch(st.params["student"], args.arch)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        teachers = distill.load_teachers(p, args.teacher, st.resolve, Dataset.load(args.data), st.params["teacher"],
+        teachers = distill.load_teachers(settings, args.teacher, st.resolve, Dataset.load(args.data), st.params["teacher"],
                                          st.seed)  # fmt: skip
-        loss = losses.DistillLoss.from_params(p)
-        jobs = distill.student_jobs(st.seed, p["seeds"], loss)
-        common = {"data": args.data, "arch": arch, "distill": p, "teacher_params": st.params["teacher"],
+        loss = losses.DistillLoss.from_params(settings)
+        jobs = distill.student_jobs(st.seed, settings["seeds"], loss)
+        common = {"data": args.data, "arch": arch, "distill": settings, "teacher_params": st.params["teacher"],
                   "teacher": args.teacher, "targets": teachers.targets}  # fmt: skip
         state = None
         if args.state_dir:  # what decides every student: params, seed, the data and the teacher files
-            files = distill.teacher_files(p, args.teacher, st.resolve)
-            key = {"student": arch, "distill": p, "teacher": st.params["teacher"], "seed": st.seed,
+            files = distill.teacher_files(settings, args.teacher, st.resolve)
+            key = {"student": arch, "distill": settings, "teacher": st.params["teacher"], "seed": st.seed,
                    "data": io.sha256_file(args.data), "teachers": [io.sha256_file(t) for t in files]}  # fmt: skip
             code = [__file__, *(m.__file__ for m in (distill, losses, student, teacher_targets, train))]
             state = resume_dir(args.state_dir, key, code=code)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                 job["save"] = str(work / f"{name}.keras") if job["save"] else None
                 job["result"] = str(work / f"{name}.json") if state else None
                 job["checkpoint"] = str(work / f"{name}.epochs") if state else None
-            results = distill.train_students([{**common, **job} for job in jobs], p["workers"])
+            results = distill.train_students([{**common, **job} for job in jobs], settings["workers"])
             for job in jobs:
                 if job["save"]:
                     shutil.copy2(job["save"], out / f"student_{job['kind']}.keras")
@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         metrics = {
             "teacher_accuracy": teacher_accuracy,
             "teachers": len(teachers.models),
-            "snapshots": p["snapshot_cycles"],
+            "snapshots": settings["snapshot_cycles"],
             "snapshot_seconds": round(teachers.snapshot_seconds, 1),
-            "born_again": p["born_again"],
-            "architecture": "teacher" if p["born_again"] else arch,
+            "born_again": settings["born_again"],
+            "architecture": "teacher" if settings["born_again"] else arch,
             "student_params": next(r["params"] for job, r in zip(jobs, results, strict=True) if job["kind"] == "kd"),
-            "workers": p["workers"],
-            "training": {k: p[k] for k in distill.TRAINING_KEYS},
+            "workers": settings["workers"],
+            "training": {k: settings[k] for k in distill.TRAINING_KEYS},
             "loss": dict(vars(loss)),
             "seeds": [r["seed"] for r in runs],
             "runs": runs,

@@ -35,21 +35,21 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.edge import host
         from pipelines.graph import benchmark, store
 
-        p, hb = st.params["gnn_benchmark"], st.params["benchmark"]
+        settings, bench_settings = st.params["gnn_benchmark"], st.params["benchmark"]
         files = sorted(Path(args.tflite).glob("*.tflite"))
         if not files:
             raise UserError(f"{args.tflite}: no .tflite files to benchmark; run gnn_export first")
-        tflite = benchmark.bench_tflite(files, hb, st.params["devices"]["profiles"], st.seed)
+        tflite = benchmark.bench_tflite(files, bench_settings, st.params["devices"]["profiles"], st.seed)
         arrays = store.NodeArrays.load(Path(args.data) / "node.npz")
         graph_arrays = store.GraphArrays.load(Path(args.data) / "graph.npz")
         configs = io.read_json(Path(args.models) / "configs.json")
         gnns = benchmark.load_models(Path(args.models), configs, "node")
         rng = np.random.default_rng(st.seed)
-        torch.set_num_threads(hb["threads"])  # the same thread count as the TFLite runtime
-        per_node, fetch, cost = benchmark.per_node(arrays, gnns, files, hb, p, rng)
-        graph = benchmark.per_graph(graph_arrays, benchmark.load_models(Path(args.models), configs, "graph"), hb, p, rng)
+        torch.set_num_threads(bench_settings["threads"])  # the same thread count as the TFLite runtime
+        per_node, fetch, cost = benchmark.per_node(arrays, gnns, files, bench_settings, settings, rng)
+        graph = benchmark.per_graph(graph_arrays, benchmark.load_models(Path(args.models), configs, "graph"), bench_settings, settings, rng)
         metrics = {
-            "host": host.fingerprint(), "threads": hb["threads"], "dataset": arrays.name, "tflite": tflite,
+            "host": host.fingerprint(), "threads": bench_settings["threads"], "dataset": arrays.name, "tflite": tflite,
             "per_node": per_node, "fetch": fetch, "gnn_cost": cost, "graph": graph,
         }  # fmt: skip
         int8 = per_node["reference"]

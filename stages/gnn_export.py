@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.edge import evaluate
         from pipelines.graph import export, store
 
-        p = st.params["gnn_export"]
+        settings = st.params["gnn_export"]
         seed_everything(st.seed)
         arrays = store.NodeArrays.load(args.data)
         weights = dict(np.load(Path(args.student) / "student.npz"))
@@ -43,11 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         # calibrate on training nodes first (what a deployment has seen), then a seeded sample of the rest
         rng = np.random.default_rng(st.seed)
         order = np.concatenate([np.flatnonzero(arrays.train_mask), rng.permutation(np.flatnonzero(~arrays.train_mask))])
-        calib = arrays.dense_features(order[: p["representative_samples"]])
+        representative = arrays.dense_features(order[: settings["representative_samples"]])
         torch_acc = float((ref["logits"].argmax(-1) == y_test).mean())
         files = {}
         with io.atomic_dir(args.out) as out:
-            for variant, blob in export.to_tflite(model, calib).items():
+            for variant, blob in export.to_tflite(model, representative).items():
                 path = out / f"student_{variant}.tflite"
                 path.write_bytes(blob)
                 pred = evaluate.predict(path, x_test, batch_size=len(x_test))
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> None:
                 log.info("gnn_export: %s accuracy %.4f (PyTorch %.4f), max |logit diff| %.2g, %d bytes", path.name,
                          acc, torch_acc, files[f"student_{variant}"]["max_abs_logit_diff"], len(blob))  # fmt: skip
             fp32_diff = files["student_fp32"]["max_abs_logit_diff"]
-            if fp32_diff > p["fp32_tolerance"] or keras_diff > p["fp32_tolerance"]:
+            if fp32_diff > settings["fp32_tolerance"] or keras_diff > settings["fp32_tolerance"]:
                 raise UserError(
                     f"gnn_export: the fp32 export disagrees with PyTorch (max |logit diff| Keras {keras_diff:.3g}, "
-                    f"TFLite {fp32_diff:.3g} > gnn_export.fp32_tolerance {p['fp32_tolerance']})"
+                    f"TFLite {fp32_diff:.3g} > gnn_export.fp32_tolerance {settings['fp32_tolerance']})"
                 )
         metrics = {"dataset": arrays.name, "test_count": int(len(y_test)), "keras_max_abs_logit_diff": round(keras_diff, 8),
                    "params": int(model.count_params()), "models": files}  # fmt: skip

@@ -31,25 +31,25 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("gnn_report", args.params, sections=["graph", "gnn_report"], inputs=inputs) as st:
         from pipelines.graph import report as graph_report
 
-        p = st.params["gnn_report"]
-        m = {k: io.read_json(getattr(args, k)) for k in STAGE_METRICS}
-        rows = graph_report.model_rows(m["train"], m["distill"], m["export"], m["benchmark"])
-        final = graph_report.choose_final_node_model(rows, p["max_accuracy_drop"], p["rank_by"])
-        stage_seconds = round(sum(v.get("duration_s", 0.0) for v in m.values()), 1)
-        per_node = m["benchmark"]["per_node"]
-        teacher = m["distill"]["teacher"]["name"]
+        settings = st.params["gnn_report"]
+        stage_metrics = {k: io.read_json(getattr(args, k)) for k in STAGE_METRICS}
+        rows = graph_report.model_rows(stage_metrics["train"], stage_metrics["distill"], stage_metrics["export"], stage_metrics["benchmark"])
+        final = graph_report.choose_final_node_model(rows, settings["max_accuracy_drop"], settings["rank_by"])
+        stage_seconds = round(sum(v.get("duration_s", 0.0) for v in stage_metrics.values()), 1)
+        per_node = stage_metrics["benchmark"]["per_node"]
+        teacher = stage_metrics["distill"]["teacher"]["name"]
         doc = {
             "pipeline": "graph",
             "git_commit": tracking.git_commit(st.params_path.parent),
-            "datasets": {"node": m["graph_data"]["node"]["dataset"], "graph": m["graph_data"]["graph"]["dataset"]},
+            "datasets": {"node": stage_metrics["graph_data"]["node"]["dataset"], "graph": stage_metrics["graph_data"]["graph"]["dataset"]},
             "final": final,
-            "selection": {"max_accuracy_drop": p["max_accuracy_drop"], "rank_by": p["rank_by"],
+            "selection": {"max_accuracy_drop": settings["max_accuracy_drop"], "rank_by": settings["rank_by"],
                           "among": "the .tflite files (what ships to the edge)"},
             "pareto_front": report.pareto_front([r for r in rows if r["task"] == "node"]),
             "teacher": teacher,
-            "distillation": {k: m["distill"][k] for k in ("teacher", "mlp", "student_transductive", "student_unseen",
+            "distillation": {k: stage_metrics["distill"][k] for k in ("teacher", "mlp", "student_transductive", "student_unseen",
                                                           "student_gap_to_teacher_points", "student_gain_over_mlp_points",
-                                                          "unseen_gap_to_teacher_points") if k in m["distill"]},
+                                                          "unseen_gap_to_teacher_points") if k in stage_metrics["distill"]},
             "per_node_inference": {
                 "nodes": per_node["nodes"], "rounds": per_node["rounds"], "threads": per_node["threads"],
                 "protocol": per_node["protocol"],
@@ -57,14 +57,14 @@ def main(argv: list[str] | None = None) -> None:
                 "speedup_vs_int8_student_cold": per_node["speedup_vs_int8_student_cold"],
                 "timings": {k: {"latency_p50_ms": v["latency_p50_ms"], "cold_latency_p50_ms": v["cold_latency_p50_ms"],
                                 "includes": v["includes"]} for k, v in per_node["models"].items()},
-                "neighbourhood_fetch": m["benchmark"]["fetch"],
+                "neighbourhood_fetch": stage_metrics["benchmark"]["fetch"],
             },
-            "search": {k: m["search"][k] for k in ("oracle", "trials", "completed", "failed", "best_trial",
+            "search": {k: stage_metrics["search"][k] for k in ("oracle", "trials", "completed", "failed", "best_trial",
                                                    "best_val_accuracy", "best_config")},
-            "host": m["benchmark"]["host"],
-            "stage_seconds": {k: v.get("duration_s") for k, v in m.items()},
+            "host": stage_metrics["benchmark"]["host"],
+            "stage_seconds": {k: v.get("duration_s") for k, v in stage_metrics.items()},
             "stage_seconds_total": stage_seconds,
-            "targets": graph_report.check_targets(rows, m["distill"], m["benchmark"], stage_seconds),
+            "targets": graph_report.check_targets(rows, stage_metrics["distill"], stage_metrics["benchmark"], stage_seconds),
             "models": rows,
         }  # fmt: skip
         plots = Path(args.plots)

@@ -1,6 +1,6 @@
 """Stage `gnn_search`: keras-tuner searches conv type, depth, width, heads, dropout, learning rate and
 weight decay of a node classifier (PyG, trained in `GNNTuner.run_trial`), scored on validation
-accuracy under a parameter and time budget. Trials are MLflow child runs of the stage's run."""
+accuracy under a parameter and time limit. Trials are MLflow child runs of the stage's run."""
 
 from __future__ import annotations
 
@@ -27,18 +27,18 @@ def main(argv: list[str] | None = None) -> None:
 
         from pipelines.graph import search, store, train
 
-        p = st.params["gnn_search"]
-        space = search.search_space(p)
+        settings = st.params["gnn_search"]
+        space = search.search_space(settings)
         torch.set_num_threads(st.params["graph"]["torch_threads"])
 
         arrays = store.NodeArrays.load(args.data)
         data = train.node_tensors(arrays)
         with tempfile.TemporaryDirectory(prefix="gnn_search-") as workdir:  # keras-tuner's trial files
-            trials = search.run_search(data, p, space, st.seed, workdir)
+            trials = search.run_search(data, settings, space, st.seed, workdir)
         best = search.best_trial(trials)
         if best is None:
             raise UserError(
-                f"gnn_search: all {len(trials)} trials were rejected by the budget "
+                f"gnn_search: all {len(trials)} trials were rejected by the limits "
                 "(raise gnn_search.max_params or gnn_search.max_trial_seconds)"
             )
         io.write_json(args.out, {**best["config"], "trial_id": best["trial_id"], "dataset": arrays.name})
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics = {
             "dataset": arrays.name,
             "objective": search.OBJECTIVE,
-            "oracle": p["oracle"],
+            "oracle": settings["oracle"],
             "trials": len(trials),
             "completed": status.count("COMPLETED"),
             "failed": status.count("FAILED"),

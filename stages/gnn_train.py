@@ -36,18 +36,18 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.graph import models, store, train
 
         torch.set_num_threads(st.params["graph"]["torch_threads"])
-        p = st.params["gnn_train"]
+        settings = st.params["gnn_train"]
         node_arrays = store.NodeArrays.load(Path(args.data) / "node.npz")
         graph_arrays = store.GraphArrays.load(Path(args.data) / "graph.npz")
         data = train.node_tensors(node_arrays)
-        configs = dict(p["node_models"])
-        if p["include_searched"]:
+        configs = dict(settings["node_models"])
+        if settings["include_searched"]:
             searched = io.read_json(args.search)
             missing = [k for k in NODE_KEYS if k not in searched]
             if missing:
                 raise UserError(f"{args.search}: not a gnn_search result (missing {', '.join(missing)}); run gnn_search again")
             configs["searched"] = {k: searched[k] for k in NODE_KEYS}
-        seeds = [st.seed + i for i in range(p["seeds"])]
+        seeds = [st.seed + i for i in range(settings["seeds"])]
         node_metrics, logits, saved = {}, {}, {}
         with io.atomic_dir(args.out) as out:
             for name, cfg in configs.items():
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             graph_metrics = {}
             graphs = train.graph_data_list(graph_arrays)
             folds = int(graph_arrays.folds.max() + 1)
-            for name, cfg in p["graph_models"].items():
+            for name, cfg in settings["graph_models"].items():
                 t0 = time.time()
                 runs = [train.train_graph_fold(graph_arrays, graphs, cfg, f, st.seed) for f in range(folds)]
                 torch.save(runs[0].state_dict, out / f"{name}.pt")

@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.evaluate import accuracy
         from pipelines.vision.tfk import load_model
 
-        p = st.params["prune"]
+        settings = st.params["prune"]
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
         dense = load_model(args.student)
-        run = prune.prune_student(dense, ds, p, st.params["distill"], args.teacher, st.seed)
+        run = prune.prune_student(dense, ds, settings, st.params["distill"], args.teacher, st.seed)
         with io.atomic_path(args.out) as tmp:
             run.model.save(tmp)
         pruned = load_model(args.out)  # measure what was saved, not what is in memory
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         int8 = prune.int8_dense_vs_pruned(dense, pruned, ds, st.params["benchmark"], st.seed)
         speedup = int8["dense"]["latency_p50_ms"] / int8["pruned"]["latency_p50_ms"]
         metrics = {
-            "schedule": p["schedule"],
-            "m_by_n": p["m_by_n"],
-            "target_sparsity": p["target_sparsity"],
+            "schedule": settings["schedule"],
+            "m_by_n": settings["m_by_n"],
+            "target_sparsity": settings["target_sparsity"],
             "frequency_steps": run.frequency_steps,
             "steps": run.steps,
             "fine_tune_loss": run.fine_tune_loss,
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             "budget": budget.check("student_pruned", acc, teacher_accuracy, st.params["budget"]["max_accuracy_drop"]),
         }
         log.info("prune: sparsity %.3f (target %.2f), accuracy %.4f (dense %.4f), int8 gzip %d -> %d bytes, "
-                 "p50 %.4f -> %.4f ms (x%.2f)", metrics["sparsity"], p["target_sparsity"], acc, dense_acc,
+                 "p50 %.4f -> %.4f ms (x%.2f)", metrics["sparsity"], settings["target_sparsity"], acc, dense_acc,
                  int8["dense"]["gzip_bytes"], int8["pruned"]["gzip_bytes"], int8["dense"]["latency_p50_ms"],
                  int8["pruned"]["latency_p50_ms"], speedup)  # fmt: skip
         st.finish(metrics, args.metrics)

@@ -44,22 +44,22 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.evaluate import accuracy
         from pipelines.vision.tfk import load_model
 
-        p = st.params["quantize"]
-        modes = comma_list(p["chain_modes"], "quantize.chain_modes", quantize_chain.CHAIN_MODES)
+        settings = st.params["quantize"]
+        modes = comma_list(settings["chain_modes"], "quantize.chain_modes", quantize_chain.CHAIN_MODES)
         names = [name for name, _ in args.model]
         if args.chain and args.chain not in names:
             raise UserError(f"--chain {args.chain}: no --model of that name (given: {', '.join(names)})")
         ds = Dataset.load(args.data)
         rng = np.random.default_rng(st.seed)
-        calib = ds.x_train[rng.permutation(len(ds.x_train))[: p["representative_samples"]]]
+        representative = ds.x_train[rng.permutation(len(ds.x_train))[: settings["representative_samples"]]]
         keras_models = {name: load_model(path) for name, path in args.model}
         keras_acc = {name: accuracy(m, ds.x_test, ds.y_test) for name, m in keras_models.items()}
         reference = keras_acc.get(args.reference)
         with io.atomic_dir(args.out) as out:
             files = quantize_chain.TFLiteFiles(out, args.out, ds, keras_models, keras_acc, reference,
-                                               st.params["budget"]["max_accuracy_drop"], p["eval_batch_size"])  # fmt: skip
-            quantize_chain.convert_models(files, calib, comma_list(p["float_layers"], "quantize.float_layers"))
-            chain = quantize_chain.run_chain(args.chain, files, modes, calib, p, st.seed) if args.chain else None
+                                               st.params["budget"]["max_accuracy_drop"], settings["eval_batch_size"])  # fmt: skip
+            quantize_chain.convert_models(files, representative, comma_list(settings["float_layers"], "quantize.float_layers"))
+            chain = quantize_chain.run_chain(args.chain, files, modes, representative, settings, st.seed) if args.chain else None
         metrics = {"test_count": int(len(ds.y_test)), "reference_accuracy": reference, "models": files.entries}
         if chain:
             metrics["chain"] = chain

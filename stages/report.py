@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
     inputs.update({k: v for k, v in (("distill", args.distill), ("prune", args.prune)) if v})
     with Stage("report", args.params, sections=["report", "budget"], inputs=inputs) as st:
-        p = st.params["report"]
+        settings = st.params["report"]
         measured, quantized = io.read_json(args.benchmark), io.read_json(args.quantize)
-        doc = report.vision_report(quantized, measured, io.read_json(args.calibration), p,
+        doc = report.vision_report(quantized, measured, io.read_json(args.calibration), settings,
                                    st.params["budget"]["max_accuracy_drop"],
-                                   comma_list(p["final_dtypes"], "report.final_dtypes", report.DTYPES),
+                                   comma_list(settings["final_dtypes"], "report.final_dtypes", report.DTYPES),
                                    tracking.git_commit(st.params_path.parent))  # fmt: skip
         rows, final = doc["models"], doc["final"]
         chain = report.chain_summary(quantized, args.distill and io.read_json(args.distill),

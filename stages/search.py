@@ -45,17 +45,17 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.data import Dataset
         from pipelines.vision.student import build_student
 
-        p, student, profiles = st.params["search"], st.params["student"], st.params["devices"]["profiles"]
-        space = search.search_space(p)
-        seed = st.seed if p["seed"] is None else p["seed"]
+        settings, student, profiles = st.params["search"], st.params["student"], st.params["devices"]["profiles"]
+        space = search.search_space(settings)
+        seed = st.seed if settings["seed"] is None else settings["seed"]
         ds = Dataset.load(args.data)
         order = np.random.default_rng(seed).permutation(len(ds.x_train))
-        take = order[: p["train_samples"]] if p["train_samples"] else order
+        take = order[: settings["train_samples"]] if settings["train_samples"] else order
         data = {"x_train": ds.x_train[take], "y_train": ds.y_train[take], "x_val": ds.x_val, "y_val": ds.y_val}
-        bench_settings = {**bench.settings(st.params["benchmark"]), "warmup_runs": 10, "min_runs": p["bench_runs"],
-                          "min_seconds": p["bench_seconds"]}  # fmt: skip
+        bench_settings = {**bench.settings(st.params["benchmark"]), "warmup_runs": 10, "min_runs": settings["bench_runs"],
+                          "min_seconds": settings["bench_seconds"]}  # fmt: skip
         directory = Path(args.tuner_dir)
-        project = search.project_name(p, student, seed, args.data)
+        project = search.project_name(settings, student, seed, args.data)
         shape, classes = tuple(ds.x_train.shape[1:]), len(ds.class_names)
         probe = search.probe_batch(shape)
 
@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> None:
 
         me = search.role()
         current = search.values_of(student, space)  # evolution starts from the current student when the space has it
-        oracle = search.make_oracle(p, space, seed, fingerprint=fingerprint, initial=[current] if current else [])
-        tuner = search.ArchTuner(data, student, p, profiles[p["device"]], bench_settings, seed, oracle=oracle,
+        oracle = search.make_oracle(settings, space, seed, fingerprint=fingerprint, initial=[current] if current else [])
+        tuner = search.ArchTuner(data, student, settings, profiles[settings["device"]], bench_settings, seed, oracle=oracle,
                                  directory=str(directory), project_name=project, overwrite=False)  # fmt: skip
         trials = getattr(tuner.oracle, "trials", {})  # a worker's oracle is a client of the chief's: no trials here
         done_before = sum(t.status in ("COMPLETED", "FAILED") for t in trials.values())
         log.info("search: %s, project %s, %d trials already done; oracle %s, objective %s, %d trials", me,
-                 directory / project, done_before, p["oracle"], p["objective"], p["max_trials"])  # fmt: skip
+                 directory / project, done_before, settings["oracle"], settings["objective"], settings["max_trials"])  # fmt: skip
         t0 = time.time()
         tuner.search(verbose=0)
         search_s = time.time() - t0
@@ -83,36 +83,29 @@ def main(argv: list[str] | None = None) -> None:
         best = search.best(rows)
         if best is None:
             raise UserError(f"search: none of {len(rows)} trials completed ({sum(r['status'] == 'infeasible' for r in rows)}"
-                            " infeasible): loosen search.max_* budgets or widen the space")  # fmt: skip
+                            " infeasible): loosen the search.max_* limits or widen the space")  # fmt: skip
         named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
         front = report.pareto_front([r for r in named if r["status"] == "completed"], ("latency_ms", "size_bytes"))
         for r in rows:
             r["pareto"] = r["trial_id"] in front
         named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
         chosen = dict(best["arch"])
-        io.write_json(args.out, {"student": chosen, "trial_id": best["trial_id"], "score": best["score"],
-                                 "val_accuracy": best["val_accuracy"], "latency_ms": best["latency_ms"],
-                                 "size_bytes": best["size_bytes"], "objective": p["objective"]})  # fmt: skip
+        io.write_json(args.out, search.chosen(best, settings))
         with io.atomic_dir(args.plots) as out:
             (out / "trials.csv").write_text(io.csv_text([search.csv_row(r) for r in rows], search.CSV_COLUMNS))
-            latency = f" ({p['device']})" if p["latency_source"] == "predicted" else " (this host, p50)"
+            latency = f" ({settings['device']})" if settings["latency_source"] == "predicted" else " (this host, p50)"
             plots.plot_trials(named, front, best["trial_id"], out / "trials.png",
-                              cost_label=f"{p['latency_source']} latency, ms{latency}")  # fmt: skip
+                              cost_label=f"{settings['latency_source']} latency, ms{latency}")  # fmt: skip
         dedup = getattr(tuner.oracle, "deduplicated", {"hyperparameters": 0, "fingerprint": 0})
-        metrics = search.summary(rows, chosen, front, p, dedup, done_before, search_s, directory / project)
+        metrics = search.summary(rows, chosen, front, settings, dedup, done_before, search_s, directory / project)
         log.info("search: best trial %s (score %.4f, val accuracy %.4f, %.4f ms, %d bytes) of %d, %d infeasible, "
                  "%d deduplicated: %s", best["trial_id"], best["score"], best["val_accuracy"], best["latency_ms"],
                  best["size_bytes"], len(rows), metrics["infeasible"], metrics["deduplicated"], chosen)  # fmt: skip
         parent = st.finish(metrics, args.metrics, artifacts=[args.out, args.plots])
         if parent:  # each trial becomes a child run of the stage's run
             for r in rows:
-                numbers = {k: r[k] for k in search.CSV_COLUMNS if isinstance(r.get(k), (int, float)) and k != "trial_id"}
-                st.log_run(
-                    f"search/trial_{r['trial_id']}", {**numbers, "val_accuracy": r.get("val_accuracy"),
-                                                      "infeasible": float(r["status"] == "infeasible")},
-                    extra_tags={"mlflow.parentRunId": parent, "edgesmith.trial_status": r["status"]},
-                    extra_params={"trial": r["arch"]},
-                )  # fmt: skip
+                st.log_run(f"search/trial_{r['trial_id']}", search.trial_metrics(r), extra_params={"trial": r["arch"]},
+                           extra_tags={"mlflow.parentRunId": parent, "edgesmith.trial_status": r["status"]})  # fmt: skip
 
 
 if __name__ == "__main__":

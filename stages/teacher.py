@@ -34,21 +34,21 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.data import Dataset
         from pipelines.vision.evaluate import accuracy
 
-        p = st.params["teacher"]
+        settings = st.params["teacher"]
         ds = Dataset.load(args.data)
         seed_everything(st.seed)
-        model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), p)
-        log.info("teacher: %d parameters, %d epochs on %d images", model.count_params(), p["epochs"], len(ds.x_train))
+        model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), settings)
+        log.info("teacher: %d parameters, %d epochs on %d images", model.count_params(), settings["epochs"], len(ds.x_train))
         state, callbacks, done = None, [], 0
         if args.state_dir:
-            state = resume_dir(args.state_dir, {"teacher": p, "seed": st.seed, "data": io.sha256_file(args.data)},
+            state = resume_dir(args.state_dir, {"teacher": settings, "seed": st.seed, "data": io.sha256_file(args.data)},
                                code=[__file__, train.__file__])
-            callbacks = train.resumable(state, p["epochs"])
+            callbacks = train.resumable(state, settings["epochs"])
             done = len(train.kept_history(state / "history.csv").get("loss", []))
             if done:
-                log.info("teacher: resuming after epoch %d of %d (%s)", done, p["epochs"], state)
+                log.info("teacher: resuming after epoch %d of %d (%s)", done, settings["epochs"], state)
         t0 = time.time()
-        history = train.train_classifier(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, p, st.seed,
+        history = train.train_classifier(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, settings, st.seed,
                                          callbacks=callbacks)  # fmt: skip
         train_s = time.time() - t0
         if state:  # every epoch's row, in the order of Keras's history (that of a fit that ran them all)
@@ -58,14 +58,14 @@ def main(argv: list[str] | None = None) -> None:
             "test_accuracy": accuracy(model, ds.x_test, ds.y_test),
             "val_accuracy": history["val_accuracy"][-1],
             "params": model.count_params(),
-            "epochs": p["epochs"],
+            "epochs": settings["epochs"],
             "train_seconds": round(train_s, 1),
             "resumed_after_epoch": done,
         }
         log.info("teacher: test accuracy %.4f after %.0f s", metrics["test_accuracy"], train_s)
         with io.atomic_path(args.out) as tmp:
             model.save(tmp)
-        io.write_text(args.history, train.history_csv(history, p["epochs"]))
+        io.write_text(args.history, train.history_csv(history, settings["epochs"]))
         st.finish(metrics, args.metrics, artifacts=[args.history])
         if state:
             shutil.rmtree(state)

@@ -164,12 +164,12 @@ def test_measure_adds_the_host_check_only_with_a_host_profile(tiny_models):
     host = {"peak_gmacs_fp32": 30.0, "peak_gmacs_int8": 20.0, "vector_efficiency": 0.4, "bandwidth_gbs": 50.0,
             "op_overhead_us": 0.2}  # fmt: skip
     fast = dict(warmup_runs=1, min_runs=10, min_seconds=0.0, windows=2)
-    with_host = measure.measure(tiny_models["int8"], {"host": host, "slow": {**host, "bandwidth_gbs": 0.5}}, **fast)
+    with_host = measure.measured_and_modelled(tiny_models["int8"], {"host": host, "slow": {**host, "bandwidth_gbs": 0.5}}, **fast)
     assert "host" not in with_host and set(with_host["predicted_latency_ms"]) == {"host", "slow"}
     assert with_host["predicted_latency_ms"]["slow"] > with_host["predicted_latency_ms"]["host"]
     assert sum(o["predicted_ms"] for o in with_host["ops"]) == pytest.approx(with_host["predicted_latency_ms"]["host"], rel=1e-3)
     assert with_host["macs"] == sum(o["macs"] for o in with_host["ops"]) > 0
-    devices_only = measure.measure(tiny_models["int8"], {"slow": host}, **fast)
+    devices_only = measure.measured_and_modelled(tiny_models["int8"], {"slow": host}, **fast)
     assert "prediction_error_host" not in devices_only and "ops" not in devices_only
     assert devices_only["macs"] == with_host["macs"]
 

@@ -1,8 +1,8 @@
 """The `search` stage: the student family's new dimensions, the evolution oracle, objectives and
-budgets on hand-made numbers, and (slow) the stage end to end, resumed and distributed.
+limits on hand-made numbers, and (slow) the stage end to end, resumed and distributed.
 
 Covered: the default student's parameter count unchanged by the new dimensions, each dimension's
-effect on the network, the arch JSON read back by `distill`, the MnasNet reward and the budgets on
+effect on the network, the arch JSON read back by `distill`, the MnasNet reward and the limits on
 hand numbers; the evolution oracle (the tournament winner gets exactly one hyperparameter mutated,
 aging, infeasible trials outside the population, conditional hyperparameters, duplicates by hash
 and by fingerprint skipped and counted, the current student tried first). Slow: the stage on tiny
@@ -85,7 +85,7 @@ def test_search_arch_json_round_trips_into_build_student(tmp_path):
     assert standard["expansion"] == 1  # expansion only means something in separable blocks
 
 
-# ---- objectives and budgets ----
+# ---- objectives and limits ----
 
 
 def test_mnas_reward_on_hand_numbers():
@@ -101,17 +101,17 @@ def test_mnas_reward_on_hand_numbers():
     assert search.objective_score("constrained", 0.9, 1.0, p) == 0.9
 
 
-def test_budgets_are_hard_only_for_the_constrained_objective():
+def test_limits_are_hard_only_for_the_constrained_objective():
     from pipelines.vision import search
 
     p = {"objective": "constrained", "max_latency_ms": 0.5, "max_size_bytes": None, "max_memory_access_bytes": 1000,
          "max_macs": None}  # fmt: skip
     costs = {"latency_ms": 0.6, "size_bytes": 10**9, "memory_access_bytes": 1000, "macs": 10**9}
-    broken = search.over_budget(costs, p)
+    broken = search.over_limits(costs, p)
     assert len(broken) == 1 and "max_latency_ms" in broken[0]  # size/MACs unlimited; 1000 bytes is within 1000
-    assert search.over_budget({**costs, "memory_access_bytes": 1001}, p)[1].startswith("1001 memory_access_bytes")
-    assert search.over_budget(costs, {**p, "objective": "mnas"}) == []
-    assert search.over_budget(costs, {**p, "objective": "accuracy"}) == []
+    assert search.over_limits({**costs, "memory_access_bytes": 1001}, p)[1].startswith("1001 memory_access_bytes")
+    assert search.over_limits(costs, {**p, "objective": "mnas"}) == []
+    assert search.over_limits(costs, {**p, "objective": "accuracy"}) == []
 
 
 # ---- the evolution oracle ----

@@ -349,7 +349,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "temperature": Float(0.0, 100.0, low_open=True),
     },
     "gnn_export": {
-        "representative_samples": Int(1),  # feature rows that calibrate the int8 ranges
+        "representative_samples": Int(1),  # feature rows the int8 ranges are taken from
         "fp32_tolerance": Float(0.0, low_open=True),  # max |TFLite fp32 - PyTorch| logit difference accepted
     },
     "gnn_benchmark": {

@@ -141,13 +141,10 @@ def _report(doc: Mapping) -> str:
         out.append(f"It is the best by `{sel.get('rank_by')}` among the models of dtype {dtypes} within "
                    f"{sel.get('max_accuracy_drop')} points of `{sel.get('reference')}` "
                    f"(figures within {_pct(sel.get('tie_tolerance'), 0)} tie: the most accurate wins).")  # fmt: skip
-    host = _host(doc.get("host")).strip()
-    if host:
-        out.append(host)
-    out.append("")
+    out += _host_lines(doc)
     rows = []
     for r in models:
-        name = f"★ **`{r['name']}`**" if r.get("name") == final else f"`{r.get('name')}`"
+        name = _marked(r, final)
         rows.append((name, r.get("dtype") or "-", _fig("accuracy", r.get("accuracy")),
                      _fig("size_bytes", r.get("size_bytes")), _fig("gzip_bytes", r.get("gzip_bytes")),
                      _fig("params", r.get("params")), _fig("macs", r.get("macs")),
@@ -405,6 +402,17 @@ def _stability(doc: Mapping) -> str:
 # ---- the graph pipeline
 
 
+def _host_lines(doc: Mapping) -> list[str]:
+    """The host line of a report (when it has one), then a blank line."""
+    host = _host(doc.get("host")).strip()
+    return [host, ""] if host else [""]
+
+
+def _marked(row: Mapping, final: str | None) -> str:
+    """A model's name, starred and bold when it is the final model."""
+    return f"★ **`{row['name']}`**" if row.get("name") == final else f"`{row.get('name')}`"
+
+
 def _graph_report(doc: Mapping) -> str:
     final = doc.get("final")
     sets = doc.get("datasets") or {}
@@ -413,13 +421,10 @@ def _graph_report(doc: Mapping) -> str:
                f"`{str(doc.get('git_commit', '?'))[:12]}`. Final model: **`{final}`** (marked ★), the best `.tflite` file by "
                f"`{(doc.get('selection') or {}).get('rank_by')}` within {(doc.get('selection') or {}).get('max_accuracy_drop')} "
                f"points of the best; teacher of the distillation: `{doc.get('teacher')}`.")  # fmt: skip
-    host = _host(doc.get("host")).strip()
-    if host:
-        out.append(host)
-    out.append("")
+    out += _host_lines(doc)
     rows = []
     for r in doc.get("models", []):
-        name = f"★ **`{r['name']}`**" if r.get("name") == final else f"`{r.get('name')}`"
+        name = _marked(r, final)
         acc = _pct(r.get("accuracy"))
         if r.get("accuracy_std") is not None:
             acc = f"{r['accuracy'] * 100:.2f} ± {r['accuracy_std'] * 100:.2f} %"

@@ -16,7 +16,7 @@ from pipelines.edge import analyze, bench, cost
 log = logging.getLogger(__name__)
 
 
-def measure(files: Sequence[Path], **bench_kwargs: Any) -> list[dict[str, Any]]:
+def timed_ops(files: Sequence[Path], **bench_kwargs: Any) -> list[dict[str, Any]]:
     """Analyse and benchmark each file: [{'name', 'ops', 'measured_ms'}, ...]."""
     rows = []
     for f in files:
@@ -53,7 +53,7 @@ def calibrate(folder: str | Path, **bench_kwargs: Any) -> dict[str, Any]:
     files = sorted(Path(folder).glob("*.tflite"))
     if len(files) < 4:
         raise ModelFileError(f"{folder}: calibration needs at least 4 .tflite files, found {len(files)}")
-    rows = measure(files, **bench_kwargs)
+    rows = timed_ops(files, **bench_kwargs)
     profile = fit(rows)
     log.info("calibrate: host profile %s", profile)
     return {"profile": profile, "fit": check(rows, profile)}

@@ -18,7 +18,7 @@ TOTALS = ("macs", "params", "weight_bytes", "memory_access_bytes", "peak_activat
 OP_FIELDS = ("index", "op", "dtype", "macs", "memory_access_bytes")
 
 
-def measure(path: str | Path, profiles: Mapping[str, Mapping[str, Any]], seed: int = 0, **bench_kwargs: Any) -> dict:
+def measured_and_modelled(path: str | Path, profiles: Mapping[str, Mapping[str, Any]], seed: int = 0, **bench_kwargs: Any) -> dict:
     """`bench.benchmark`'s result (without the host fingerprint, recorded once per stage) plus the
     analysis totals, `predicted_latency_ms` per profile and, with a `host` profile,
     `prediction_error_host` and `ops` (per operator: MACs, memory-access cost, predicted ms, bound)."""

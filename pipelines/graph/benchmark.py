@@ -39,7 +39,7 @@ def bench_tflite(files: list[Path], p: dict, profiles: dict, seed: int) -> dict:
     from pipelines.edge import measure
 
     includes = "invoke() alone on a synthetic input (the edge harness, as in the vision benchmark)"
-    return {f.stem: {**measure.measure(f, profiles, seed=seed, **bench.settings(p)), "latency_includes": includes}
+    return {f.stem: {**measure.measured_and_modelled(f, profiles, seed=seed, **bench.settings(p)), "latency_includes": includes}
             for f in files}  # fmt: skip
 
 

@@ -8,16 +8,20 @@ Two settings, answering different questions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipelines.common.errors import UserError
+from pipelines.common.stats import mean_std
 from pipelines.graph.models import MLP
 from pipelines.graph.train import NodeRun, NodeTensors, fit_node_model
 
+log = logging.getLogger("edgesmith.gnn_distill")
 SETTINGS = ("transductive", "unseen")
 
 
@@ -68,3 +72,46 @@ def mlp_weights(model: MLP) -> dict[str, np.ndarray]:
         out[f"kernel_{i}"] = lin.weight.detach().numpy().T.copy()
         out[f"bias_{i}"] = lin.bias.detach().numpy().copy()
     return out
+
+
+def pick_teacher(wanted: str, configs: Mapping[str, Mapping], logits: Mapping[str, np.ndarray], y: np.ndarray,
+                 val_mask: np.ndarray) -> str:  # fmt: skip
+    """The teacher's name: as given, or 'best' = the GNN with the highest mean validation accuracy."""
+    gnns = [n for n, c in configs.items() if c["task"] == "node" and c["conv"] != "mlp"]
+    if wanted != "best":
+        if wanted not in gnns:
+            raise UserError(f"gnn_distill.teacher: {wanted!r} is not a trained GNN; one of best, {', '.join(gnns)}")
+        return wanted
+    if not gnns:
+        raise UserError("gnn_distill.teacher: best: gnn_train trained no GNN (only MLPs)")
+
+    def val(name: str) -> float:
+        return float((logits[name].argmax(-1)[:, val_mask] == y[val_mask]).mean())
+
+    return max(gnns, key=val)
+
+
+def accuracy_on_test_nodes(logits: np.ndarray, y: np.ndarray, test_mask: np.ndarray) -> float:
+    """Accuracy of one seed's logits on the test nodes."""
+    return float((logits.argmax(-1)[test_mask] == y[test_mask]).mean())
+
+
+def students_per_setting(data: NodeTensors, teacher_logits: np.ndarray, cfg: Mapping[str, Any], seeds: Sequence[int],
+                         teacher: str, y: np.ndarray, test_mask: np.ndarray) -> tuple[dict[str, dict], tuple[MLP, NodeRun]]:  # fmt: skip
+    """One student per seed (from that seed's teacher logits) in each of `SETTINGS`; returns each
+    setting's accuracy summary (`student_<setting>`) and the model and run of the first seed's
+    transductive student, the one exported."""
+    results, exported = {}, None
+    for setting in SETTINGS:
+        runs = []
+        for i, s in enumerate(seeds):
+            student, run = train_student(data, teacher_logits[i], cfg, s, setting)
+            runs.append(run)
+            log.info("gnn_distill: %s student, teacher %s seed %d: test %.4f (teacher %.4f)", setting, teacher, s,
+                     run.test_accuracy, accuracy_on_test_nodes(teacher_logits[i], y, test_mask))  # fmt: skip
+            if setting == "transductive" and i == 0:
+                exported = (student, run)
+        acc, std = mean_std([r.test_accuracy for r in runs])
+        results[f"student_{setting}"] = {"accuracy": acc, "accuracy_std": std,
+                                         "accuracies": [round(r.test_accuracy, 5) for r in runs]}  # fmt: skip
+    return results, exported

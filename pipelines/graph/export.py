@@ -31,8 +31,8 @@ def build_mlp(weights: Mapping[str, np.ndarray]) -> keras.Model:
 
 def to_tflite(model: keras.Model, representative: np.ndarray) -> dict[str, bytes]:
     """{'fp32': ..., 'int8': ...}: the int8 file is full-integer (weights, activations, input, output),
-    calibrated on `representative` feature rows."""
-    # pipelines.vision.convert calibrates on uint8 images and divides them by 255; node features
+    its ranges taken from `representative` feature rows."""
+    # pipelines.vision.convert takes representative uint8 images and divides them by 255; node features
     # are already the float inputs, so they are handed over times 255 (exact up to rounding).
-    calib = np.asarray(representative, np.float32) * np.float32(255.0)
-    return {"fp32": convert.to_tflite_fp32(model), "int8": convert.to_tflite_int8(model, calib)}
+    representative = np.asarray(representative, np.float32) * np.float32(255.0)
+    return {"fp32": convert.to_tflite_fp32(model), "int8": convert.to_tflite_int8(model, representative)}

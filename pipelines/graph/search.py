@@ -3,7 +3,7 @@
 keras-tuner cannot train PyG models itself, but its oracles and bookkeeping do not care what a
 trial trains: `GNNTuner.run_trial` builds and trains the PyG model and returns a dict of
 metrics. The search space (`define_space`), the strategy (a keras-tuner oracle) and the trial
-execution (`run_trial`) stay three separate things. A trial over the parameter or time budget
+execution (`run_trial`) stay three separate things. A trial over the parameter or time limit
 is rejected with `FailedTrialError`, so the search goes on.
 """
 
@@ -22,7 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras_tuner as kt  # noqa: E402
 
 from pipelines.graph.models import build_node_model, count_params  # noqa: E402
-from pipelines.graph.train import BudgetExceeded, NodeTensors, fit_node_model  # noqa: E402
+from pipelines.graph.train import NodeTensors, TimeLimitExceeded, fit_node_model  # noqa: E402
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "val_accuracy"
@@ -86,7 +86,7 @@ class GNNTuner(kt.Tuner):
         try:
             for s in self.seeds:
                 val.append(fit_node_model(cfg, d, s, deadline=deadline)[1].val_accuracy)
-        except BudgetExceeded as exc:
+        except TimeLimitExceeded as exc:
             log.info("gnn_search: trial %s rejected: over %.0f s (%s)", trial.trial_id, self.max_trial_seconds, exc)
             raise kt.errors.FailedTrialError(f"over gnn_search.max_trial_seconds: {exc}") from None
         result = {OBJECTIVE: sum(val) / len(val), "params": float(params), "train_seconds": time.time() - started}
@@ -104,7 +104,7 @@ def make_oracle(kind: str, max_trials: int, space: Mapping[str, Any], seed: int)
     # trial would run keras-tuner's defaults instead of a sample.
     hp = define_space(kt.HyperParameters(), space)
     common = {"objective": kt.Objective(OBJECTIVE, "max"), "max_trials": max_trials, "hyperparameters": hp,
-              "seed": seed, "max_consecutive_failed_trials": None}  # budget rejections are expected  # fmt: skip
+              "seed": seed, "max_consecutive_failed_trials": None}  # rejections by the limits are expected  # fmt: skip
     if kind == "random":
         return kt.oracles.RandomSearchOracle(**common)
     if kind == "bayesian":

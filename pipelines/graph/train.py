@@ -22,8 +22,8 @@ from pipelines.graph.store import GraphArrays, NodeArrays
 log = logging.getLogger(__name__)
 
 
-class BudgetExceeded(Exception):
-    """Training ran past its wall-clock deadline (the search rejects such trials)."""
+class TimeLimitExceeded(Exception):
+    """Training ran past its wall-clock time limit (the search rejects such trials)."""
 
 
 @dataclass
@@ -41,7 +41,7 @@ class NodeTensors:
     num_classes: int
 
     def features(self, model: nn.Module) -> torch.Tensor:
-        # CSR makes input dropout and the first matmul touch only the ~1 % non-zeros (6-10x faster steps)
+        # CSR makes input dropout and the first matmul touch only the non-zeros of sparse features
         return self.x if getattr(model, "accepts_sparse", False) else self.x_dense
 
 
@@ -97,7 +97,7 @@ def train_node_model(
 ) -> NodeRun:
     """Full-batch training for `cfg['epochs']` epochs; the epoch with the best validation accuracy
     (ties: lower validation loss) is kept. `loss_fn(logits)` replaces cross-entropy on the
-    training nodes (distillation); `deadline` (time.time()) raises BudgetExceeded.
+    training nodes (distillation); `deadline` (time.time()) raises TimeLimitExceeded.
     `fit_node_model` seeds before building the model; this seeds the dropout stream."""
     seed_everything(seed)
     x = data.features(model)
@@ -125,7 +125,7 @@ def train_node_model(
             best, best_epoch = (val_acc, val_loss), epoch + 1
             best_state, best_logits = copy.deepcopy(model.state_dict()), logits
         if deadline is not None and time.time() > deadline:
-            raise BudgetExceeded(f"stopped after {epoch + 1} epochs ({time.time() - started:.1f} s)")
+            raise TimeLimitExceeded(f"stopped after {epoch + 1} epochs ({time.time() - started:.1f} s)")
     model.load_state_dict(best_state)
     return NodeRun(
         test_accuracy=accuracy(best_logits, data.y, data.test_mask), val_accuracy=best[0], best_epoch=best_epoch,

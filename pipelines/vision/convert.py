@@ -15,18 +15,18 @@ def to_tflite_fp32(model: keras.Model) -> bytes:
 
 
 def representative_dataset(images_uint8: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """The converter's calibration data: one float image per call, as the model takes it."""
-    calib = to_float(images_uint8)
+    """The converter's representative data: one float image per call, as the model takes it."""
+    representative = to_float(images_uint8)
 
     def samples() -> Iterator[list[np.ndarray]]:
-        for i in range(len(calib)):
-            yield [calib[i : i + 1]]
+        for i in range(len(representative)):
+            yield [representative[i : i + 1]]
 
     return samples
 
 
 def to_tflite_int8(model: keras.Model, representative: np.ndarray) -> bytes:
-    """Full-integer quantization (int8 input and output), calibrated on `representative` uint8
+    """Full-integer quantization (int8 input and output), its ranges from `representative` uint8
     images. For a quantization-aware model the ranges come from training instead."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

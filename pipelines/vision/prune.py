@@ -134,11 +134,11 @@ def int8_dense_vs_pruned(dense: keras.Model, pruned: keras.Model, ds, bench_p: d
     from pipelines.edge import bench, evaluate
     from pipelines.vision import convert
 
-    calib = ds.x_train[np.random.default_rng(seed).permutation(len(ds.x_train))[:200]]
+    representative = ds.x_train[np.random.default_rng(seed).permutation(len(ds.x_train))[:200]]
     with tempfile.TemporaryDirectory() as tmpdir:
         files, sizes = {}, {}
         for name, model in (("dense", dense), ("pruned", pruned)):
-            blob = convert.to_tflite_int8(model, calib)
+            blob = convert.to_tflite_int8(model, representative)
             files[name] = Path(tmpdir) / f"{name}_int8.tflite"
             files[name].write_bytes(blob)
             sizes[name] = {"size_bytes": len(blob), "gzip_bytes": gzip_size(blob),

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def to_tflite_dynamic(model: keras.Model) -> bytes:
-    """Dynamic-range quantization: int8 weights, float activations (no calibration data)."""
+    """Dynamic-range quantization: int8 weights, float activations (no representative data)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()

@@ -61,21 +61,21 @@ class TFLiteFiles:
         return entry
 
 
-def convert_models(files: TFLiteFiles, calib: np.ndarray, float_layers: Sequence[str]) -> None:
+def convert_models(files: TFLiteFiles, representative: np.ndarray, float_layers: Sequence[str]) -> None:
     """Each Keras model to fp32 and full-integer int8, and, when it has every one of
     `float_layers`, to int8 with those layers in float (`<name>_mixed_int8`)."""
     from pipelines.vision import convert, quantize
 
     for name, model in files.keras_models.items():
         files.add(f"{name}_fp32", convert.to_tflite_fp32(model), "float32", name)
-        files.add(f"{name}_int8", convert.to_tflite_int8(model, calib), "int8", name)
+        files.add(f"{name}_int8", convert.to_tflite_int8(model, representative), "int8", name)
         if float_layers and all(layer in {x.name for x in model.layers} for layer in float_layers):
-            keep = quantize.layer_tensors(model, calib[:100], list(float_layers))
-            files.add(f"{name}_mixed_int8", quantize.selective_int8(model, calib, keep), "mixed", name,
+            keep = quantize.layer_tensors(model, representative[:100], list(float_layers))
+            files.add(f"{name}_mixed_int8", quantize.selective_int8(model, representative, keep), "mixed", name,
                       float_layers=list(float_layers))  # fmt: skip
 
 
-def run_chain(name: str, files: TFLiteFiles, modes: Sequence[str], calib: np.ndarray, p: dict, seed: int) -> dict:
+def run_chain(name: str, files: TFLiteFiles, modes: Sequence[str], representative: np.ndarray, p: dict, seed: int) -> dict:
     """The chain's model `name` in every extra mode, then the budget fallbacks: QAT, then selective
     int8. Returns the chain's record: every attempt, the file that met the budget (`final`) and what
     it gave up for it."""
@@ -91,7 +91,7 @@ def run_chain(name: str, files: TFLiteFiles, modes: Sequence[str], calib: np.nda
         seed_everything(seed)  # dropout masks and shuffling: the same file from the same inputs
         q = quantize.quantization_aware(model, prune_preserve)
         quantize.train_quantization_aware(q, ds.x_train, ds.y_train, p["qat_epochs"], p["qat_learning_rate"], 128, seed)
-        entry = files.add(f"{name}_qat_int8", convert.to_tflite_int8(q, calib), "int8", name,
+        entry = files.add(f"{name}_qat_int8", convert.to_tflite_int8(q, representative), "int8", name,
                           prune_preserving=prune_preserve)  # fmt: skip
         entry["kernel_sparsity_kept"] = sparsity if prune_preserve else 0.0
         return entry
@@ -126,13 +126,13 @@ def run_chain(name: str, files: TFLiteFiles, modes: Sequence[str], calib: np.nda
                          "no quantization can bring it back; selective quantization was not tried")  # fmt: skip
         log.warning("quantize: %s", chain["note"])
         return chain
-    errors = quantize.layer_errors(model, calib[:100])
+    errors = quantize.layer_errors(model, representative[:100])
     chain["layer_errors"] = errors
     k = 1
     while k <= min(p["selective_max_layers"], len(errors)):
         keep = [e["tensor_name"] for e in errors[:k]]
         variant = f"{name}_selective_int8"
-        entry = files.add(variant, quantize.selective_int8(model, calib, keep), "mixed", name, float_layers=keep)
+        entry = files.add(variant, quantize.selective_int8(model, representative, keep), "mixed", name, float_layers=keep)
         attempts.append({"method": f"selective_int8 ({k} layers in float)", "model": variant, "float_layers": keep,
                          "accuracy": entry["accuracy"], "size_bytes": entry["size_bytes"],
                          "within_budget": entry["within_budget"]})  # fmt: skip

@@ -8,10 +8,10 @@ tf-keras model itself: keras-tuner's own model handling expects Keras 3).
 A trial is judged on what would ship: its full-integer int8 TFLite file. Before training, the
 untrained model is converted and its size, MACs and memory-access cost (pipelines/edge/analyze.py)
 and latency (measured with pipelines/edge/bench.py, or predicted by pipelines/edge/cost.py for a
-device profile) are checked against the hard budgets of the `constrained` objective; a trial over
+device profile) are checked against the hard limits of the `constrained` objective; a trial over
 one is rejected with `FailedTrialError` (infeasible, never trained) and the search goes on. Then it
 trains briefly, is converted again, scored by validation accuracy in the TFLite runtime, timed,
-checked against the budgets once more, and scored by the objective.
+checked against the limits once more, and scored by the objective.
 
 Every trial leaves `record.json` in its trial folder (status, architecture, costs, accuracy), so
 infeasible trials keep their numbers and a distributed search's records sit in one place, and
@@ -60,7 +60,7 @@ def _save_atomically(self: Any, fname: str) -> str:
 stateful.Stateful.save = _save_atomically  # every oracle, trial and tuner state file
 
 OBJECTIVE = "score"
-BUDGETS = {"max_latency_ms": "latency_ms", "max_size_bytes": "size_bytes",
+LIMITS = {"max_latency_ms": "latency_ms", "max_size_bytes": "size_bytes",
            "max_memory_access_bytes": "memory_access_bytes", "max_macs": "macs"}  # fmt: skip
 SEARCH_BLOCKS = ("separable", "standard")
 SEARCH_HEADS = ("flatten", "gap")
@@ -149,7 +149,7 @@ def build_fingerprinted(build: Callable[[], keras.Model]) -> keras.Model:
     return build()
 
 
-# ---- objectives and budgets ----
+# ---- objectives and limits ----
 
 
 def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, weight: float = -0.07) -> float:
@@ -164,11 +164,11 @@ def objective_score(objective: str, accuracy: float, latency_ms: float, p: Mappi
     return float(accuracy)
 
 
-def over_budget(costs: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
-    """The hard budgets a trial breaks (only the `constrained` objective has hard budgets)."""
+def over_limits(costs: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
+    """The hard limits (`search.max_*`) a trial breaks (only the `constrained` objective has hard limits)."""
     if p["objective"] != "constrained":
         return []
-    return [f"{costs[key]:g} {key} > search.{limit} {p[limit]:g}" for limit, key in BUDGETS.items()
+    return [f"{costs[key]:g} {key} > search.{limit} {p[limit]:g}" for limit, key in LIMITS.items()
             if p[limit] is not None and costs.get(key) is not None and costs[key] > p[limit]]  # fmt: skip
 
 
@@ -426,11 +426,11 @@ class ArchTuner(kt.Tuner):
         seed_everything(self.seed)
         model = self.build_model(values)
         record["keras_params"] = int(model.count_params())
-        if self.p["objective"] == "constrained" and any(self.p[k] is not None for k in BUDGETS):
+        if self.p["objective"] == "constrained" and any(self.p[k] is not None for k in LIMITS):
             untrained = folder / "untrained_int8.tflite"
             untrained.write_bytes(convert.to_tflite_int8(model, self.representative))
             costs = file_costs(untrained, self.p, self.profile, self.bench_settings)
-            broken = over_budget(costs, self.p)
+            broken = over_limits(costs, self.p)
             if broken:
                 self._reject(record, costs, broken, "before training", started, folder)
         epochs = int(values.get("tuner/epochs", self.p["epochs"]))
@@ -445,7 +445,7 @@ class ArchTuner(kt.Tuner):
         accuracy = evaluate.accuracy(int8, d["x_val"], d["y_val"])
         costs = file_costs(int8, self.p, self.profile, self.bench_settings)
         record.update(val_accuracy=accuracy, epochs=epochs, train_seconds=round(train_s, 2))
-        broken = over_budget(costs, self.p)
+        broken = over_limits(costs, self.p)
         if broken:
             self._reject(record, costs, broken, "after training", started, folder)
         score = objective_score(self.p["objective"], accuracy, costs["latency_ms"], self.p)
@@ -509,6 +509,19 @@ def csv_row(r: Mapping[str, Any]) -> dict[str, Any]:
             "ds_widths": "-".join(map(str, arch["ds_widths"])), "accuracy": r.get("val_accuracy")}  # fmt: skip
 
 
+def chosen(best: Mapping[str, Any], p: Mapping[str, Any]) -> dict[str, Any]:
+    """The best trial as the JSON `distill --arch` reads: its student keys and its figures."""
+    return {"student": dict(best["arch"]), "trial_id": best["trial_id"], "score": best["score"],
+            "val_accuracy": best["val_accuracy"], "latency_ms": best["latency_ms"], "size_bytes": best["size_bytes"],
+            "objective": p["objective"]}  # fmt: skip
+
+
+def trial_metrics(r: Mapping[str, Any]) -> dict[str, float]:
+    """A trial's figures for its MLflow child run."""
+    numbers = {k: r[k] for k in CSV_COLUMNS if isinstance(r.get(k), (int, float)) and k != "trial_id"}
+    return {**numbers, "val_accuracy": r.get("val_accuracy"), "infeasible": float(r["status"] == "infeasible")}
+
+
 def summary(rows: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any], front: list[str], p: Mapping[str, Any],
             deduplicated: Mapping[str, int], done_before: int, search_seconds: float, project: Path) -> dict[str, Any]:  # fmt: skip
     """metrics/search.json: how many trials ran and how they ended, and the best one."""
@@ -536,7 +549,7 @@ def summary(rows: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any], front:
         "best_macs": top["macs"],
         "best_arch": dict(chosen),
         "pareto_front": front,
-        "budgets": {k: p[k] for k in BUDGETS} if p["objective"] == "constrained" else {},
+        "budgets": {k: p[k] for k in LIMITS} if p["objective"] == "constrained" else {},
         "project": str(project),
     }
 

@@ -58,8 +58,8 @@ def build_student(input_shape: tuple[int, ...], num_classes: int, arch: dict) ->
     channels match). `standard` is a full k×k conv + BN + ReLU. `squeeze_excite` adds SE after the
     depthwise (or standard) conv: global average pool, Dense(c/4) ReLU, Dense(c) sigmoid, reshape,
     multiply; every op of it converts to full-integer int8 TFLite. `stem_stride` makes the first
-    stem conv stride 2 instead of conv + max-pool: on x86 XNNPACK an int8 conv from one input
-    channel at full resolution ran 6x slower than its fp32 twin. Keys left out take
+    stem conv stride 2 instead of conv + max-pool, which spares the slowest int8 kernel of x86
+    XNNPACK (a conv from one input channel at full resolution). Keys left out take
     `STUDENT_DEFAULTS`, which build the original family.
     """
     arch = {**STUDENT_DEFAULTS, **arch}

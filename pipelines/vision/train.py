@@ -73,8 +73,8 @@ def training_stream(x: np.ndarray, y: np.ndarray, p: dict, seed: int, num_classe
     """Shuffled, augmented, batched (image, one-hot) pairs, repeated without end.
 
     Batching comes before the repeat, so every run of ceil(n / batch_size) batches is one epoch
-    holding each image once. One iterator serves the whole fit: when Keras built a new one per
-    epoch, the teacher lost about 30 s between epochs on the full training split.
+    holding each image once. One iterator serves the whole fit: a new one per epoch (what Keras
+    builds by default) costs a pass over the shuffle buffer between epochs.
     """
     data = tf.data.Dataset.from_tensor_slices((to_float(x), tf.one_hot(y, num_classes)))
     data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
