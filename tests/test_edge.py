@@ -188,3 +188,16 @@ def test_edgesmith_bench_rejects_bad_file_with_one_line(tmp_path):
                           text=True, env=run_env(), cwd=ROOT, timeout=60)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {bad}: not a TFLite model (no 'TFL3' flatbuffer identifier)"]
+
+
+def test_one_p50_definition_for_both_pipelines_the_quietest_window():
+    from pipelines.edge.bench import latency_stats
+    from pipelines.graph.inference import latency_stats as per_round
+
+    quiet, busy = np.array([1.0, 1.1, 1.2, 1.3]), np.array([2.0, 2.5, 3.0, 9.0])
+    stats = latency_stats([busy, quiet])
+    assert stats["latency_p50_ms"] == 1.15 and stats["latency_p50_windows_ms"] == [2.75, 1.15]
+    assert stats["latency_p50_all_ms"] == float(np.median(np.concatenate([busy, quiet]))) and stats["runs"] == 8
+    assert latency_stats([busy])["latency_p50_ms"] == float(np.median(busy))  # one window: the plain median
+    # the graph benchmark's rounds are its windows: the same figures from the calls in round order
+    assert per_round(np.concatenate([busy, quiet]), windows=2) == stats

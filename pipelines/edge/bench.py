@@ -25,8 +25,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,8 +110,6 @@ def benchmark(
         _ready(interpreter, seed, warmup_runs)
         peak = host.peak_rss_bytes() if peak_reset else None  # load + warm-up, as on a device
         per_window = [_timed_window(interpreter, window_runs, window_seconds) for _ in range(windows)]
-    ms = np.concatenate(per_window)
-    window_p50 = [percentile(w, 50) for w in per_window]
     result = {
         "file": str(path),
         "size_bytes": path.stat().st_size,
@@ -118,8 +117,28 @@ def benchmark(
         "cpu_affinity": affinity,
         "warmup_runs": warmup_runs,
         "windows": windows,
-        "runs": len(ms),
         "init_ms": round(init_ms, 4),
+        **latency_stats(per_window),
+        "peak_memory_bytes": None if peak is None or rss_before is None else max(peak - rss_before, 0),
+        "host": host.fingerprint(),
+    }
+    log.info(
+        "bench %s: p50 %.4f ms (quietest of %d windows; %.4f ms over all runs), p90 %.4f ms, p99 %.4f ms, "
+        "%d runs, %d thread(s)",
+        path.name, result["latency_p50_ms"], windows, result["latency_p50_all_ms"], result["latency_p90_ms"],
+        result["latency_p99_ms"], result["runs"], threads,
+    )  # fmt: skip
+    return result
+
+
+def latency_stats(per_window: Sequence[np.ndarray]) -> dict[str, Any]:
+    """The one definition of the latency figures, for both pipelines: timed calls in equal windows
+    (benchmark's windows, or the graph benchmark's rounds); `latency_p50_ms` is the lowest
+    per-window median (the quietest window), the other figures are over all calls."""
+    ms = np.concatenate(per_window)
+    window_p50 = [percentile(w, 50) for w in per_window]
+    return {
+        "runs": len(ms),
         "latency_p50_ms": round(min(window_p50), 5),
         "latency_p50_windows_ms": [round(v, 5) for v in window_p50],
         "latency_p50_all_ms": round(percentile(ms, 50), 5),
@@ -128,16 +147,7 @@ def benchmark(
         "latency_mean_ms": round(float(ms.mean()), 5),
         "latency_std_ms": round(float(ms.std()), 5),
         "latency_min_ms": round(float(ms.min()), 5),
-        "peak_memory_bytes": None if peak is None or rss_before is None else max(peak - rss_before, 0),
-        "host": host.fingerprint(),
     }
-    log.info(
-        "bench %s: p50 %.4f ms (quietest of %d windows; %.4f ms over all runs), p90 %.4f ms, p99 %.4f ms, "
-        "%d runs, %d thread(s)",
-        path.name, result["latency_p50_ms"], windows, result["latency_p50_all_ms"], result["latency_p90_ms"],
-        result["latency_p99_ms"], len(ms), threads,
-    )  # fmt: skip
-    return result
 
 
 def _timed_window(interpreter, min_runs: int, min_seconds: float) -> np.ndarray:

@@ -123,12 +123,12 @@ def time_rounds(fns: Mapping[str, Callable[[int], Any]], nodes: Sequence[int], r
     return {n: np.asarray(v) for n, v in samples.items()}
 
 
-def latency_stats(ms: np.ndarray) -> dict[str, float]:
-    return {
-        "latency_p50_ms": round(float(np.percentile(ms, 50)), 5), "latency_p90_ms": round(float(np.percentile(ms, 90)), 5),
-        "latency_p99_ms": round(float(np.percentile(ms, 99)), 5), "latency_mean_ms": round(float(ms.mean()), 5),
-        "latency_std_ms": round(float(ms.std()), 5), "runs": int(len(ms)),
-    }  # fmt: skip
+def latency_stats(ms: np.ndarray, windows: int) -> dict[str, float]:
+    """`bench.latency_stats` of per-call milliseconds from `time_rounds`, each round one window (the
+    quietest round's median is the p50, as in the vision benchmark)."""
+    from pipelines.edge.bench import latency_stats as edge_latency_stats
+
+    return edge_latency_stats(np.array_split(np.asarray(ms), windows))
 
 
 def fetch_stats(edge_index: torch.Tensor, num_nodes: int, num_features: int, hops: int,
