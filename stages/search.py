@@ -1,7 +1,7 @@
 """Stage `search`: hardware-aware search of the student architecture, before `distill` trains it.
 
 keras-tuner (oracle `search.oracle`) proposes student hyperparameters; each trial is judged on
-its int8 TFLite file (pipelines/vision/search.py). Writes the best hyperparameters as the JSON
+its int8 TFLite file (pipelines/vision/search/). Writes the best hyperparameters as the JSON
 `distill --arch` reads, every trial as CSV, the Pareto front over accuracy, latency and size, a
 PNG of the trials, and metrics/search.json; each trial is an MLflow child run of the stage's run.
 

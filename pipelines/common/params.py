@@ -174,20 +174,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "stem_stride": Bool,  # the first stem conv strides by 2 instead of conv + max-pool
     },
     "search": {
-        # hardware-aware search of the student family (pipelines/vision/search.py, stages/search.py)
+        # hardware-aware search of the student family (pipelines/vision/search/, stages/search.py)
         "oracle": Choice("evolution", "random", "bayesian", "hyperband"),
         "max_trials": Int(1),  # trials, infeasible ones included (hyperband: a cap on its own schedule)
         "seed": Int(0, nullable=True),  # null: base.seed
         "objective": Choice("accuracy", "mnas", "constrained"),
         "mnas_target_ms": Float(0.0, low_open=True),  # MnasNet: accuracy x (latency / target) ^ mnas_weight
         "mnas_weight": Float(-1.0, 0.0),
-        "max_latency_ms": Field("float", 0.0, None, low_open=True, nullable=True),  # constrained: hard budgets ...
+        "max_latency_ms": Field("float", 0.0, None, low_open=True, nullable=True),  # constrained: hard limits ...
         "max_size_bytes": Int(1, nullable=True),  # ... (null: no limit), judged on the untrained int8
         "max_memory_access_bytes": Int(1, nullable=True),  # conversion first, then on the trained one
         "max_macs": Int(1, nullable=True),
         "latency_source": Choice("measured", "predicted"),  # measured on this host, or the device profile's roofline
         "device": Str,  # a devices.profiles name (predicted latency)
-        "epochs": Int(1),  # training epochs per trial (hyperband: the largest budget)
+        "epochs": Int(1),  # training epochs per trial (hyperband: the most a trial gets)
         "train_samples": Int(0),  # training images per trial (a seeded subset; 0: all)
         "batch_size": Int(1),
         "learning_rate": Float(0.0, 1.0, low_open=True),  # Adam, cosine decay to 0

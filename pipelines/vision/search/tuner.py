@@ -1,0 +1,166 @@
+"""The trial: `ArchTuner.run_trial` builds, converts, checks, trains and scores one student; the
+project folder it keeps (resumable, shared by a distributed search's chief and workers)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.common.seeding import seed_everything
+from pipelines.vision.tfk import keras
+
+log = logging.getLogger("pipelines.vision.search")
+
+# After tfk: keras_tuner imports TensorFlow, which must see tfk's TF_USE_LEGACY_KERAS first.
+import keras_tuner as kt  # noqa: E402
+from keras_tuner.src.engine import stateful  # noqa: E402
+
+from pipelines.vision.search.objective import LIMITS, OBJECTIVE, file_costs, objective_score, over_limits  # noqa: E402
+from pipelines.vision.search.space import arch_from_values, values_hash  # noqa: E402
+
+
+def _save_atomically(self: Any, fname: str) -> str:
+    """keras-tuner's `Stateful.save`, written to a temporary file and renamed.
+
+    keras-tuner rewrites oracle.json, trial.json and the tuner's JSON in place; a search killed
+    while one was being written (seen: `kill -9` just as a trial began left an empty oracle.json)
+    could not be reloaded. Written this way, a killed search always resumes.
+    """
+    from pipelines.common import io
+
+    text = json.dumps(self.get_state())
+    io.write_text(fname, text)
+    return text
+
+
+stateful.Stateful.save = _save_atomically  # every oracle, trial and tuner state file
+
+
+RECORD = "record.json"
+
+
+ATTEMPTS = "attempts.log"
+
+
+# The search params that do not change which trials run or what they score.
+NOT_HASHED = ("max_trials", "bench_runs", "bench_seconds")
+
+
+class ArchTuner(kt.Tuner):
+    """Builds, rejects or trains, converts and scores one student per trial.
+
+    Args:
+        data: x_train, y_train (the trial subset), x_val, y_val uint8 images (N, H, W, C) and their labels.
+        student: the `student` params; a trial's values override its keys.
+        p: the `search` params.
+        profile: the device profile for predicted latency.
+        bench_settings: keyword arguments of `pipelines.edge.bench.benchmark` for measured latency.
+        seed: every trial's model is initialised and trained from this seed.
+    """
+
+    def __init__(self, data: Mapping[str, np.ndarray], student: Mapping[str, Any], p: Mapping[str, Any],
+                 profile: Mapping[str, Any], bench_settings: Mapping[str, Any], seed: int, **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        self.data, self.student, self.p = data, dict(student), dict(p)
+        self.profile, self.bench_settings, self.seed = dict(profile), dict(bench_settings), seed
+        self.representative = data["x_train"][:100]
+        self.num_classes = int(max(data["y_train"].max(), data["y_val"].max()) + 1)
+
+    def build_model(self, values: Mapping[str, Any]) -> keras.Model:
+        from pipelines.vision.student import build_student
+
+        return build_student(tuple(self.data["x_train"].shape[1:]), self.num_classes,
+                             {**self.student, **arch_from_values(values)})  # fmt: skip
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
+        from pipelines.edge import evaluate
+        from pipelines.vision import convert, train
+
+        started = time.time()
+        values = trial.hyperparameters.values
+        arch = arch_from_values(values)
+        folder = Path(self.get_trial_dir(trial.trial_id))
+        record = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "values_hash": values_hash(values),
+                  "arch": arch, "started": started}  # fmt: skip
+        with open(folder / ATTEMPTS, "a") as f:  # one line per time this trial was started, by whom
+            f.write(f"{self.tuner_id} {os.getpid()} {started:.3f}\n")
+        keras.backend.clear_session()
+        seed_everything(self.seed)
+        model = self.build_model(values)
+        record["keras_params"] = int(model.count_params())
+        if self.p["objective"] == "constrained" and any(self.p[k] is not None for k in LIMITS):
+            untrained = folder / "untrained_int8.tflite"
+            untrained.write_bytes(convert.to_tflite_int8(model, self.representative))
+            costs = file_costs(untrained, self.p, self.profile, self.bench_settings)
+            broken = over_limits(costs, self.p)
+            if broken:
+                self._reject(record, costs, broken, "before training", started, folder)
+        epochs = int(values.get("tuner/epochs", self.p["epochs"]))
+        settings = {"epochs": epochs, "batch_size": self.p["batch_size"], "learning_rate": self.p["learning_rate"],
+                    "weight_decay": 0.0, "label_smoothing": 0.0, "augment_flip": False, "augment_shift": 0}  # fmt: skip
+        d = self.data
+        t0 = time.time()
+        train.train_classifier(model, d["x_train"], d["y_train"], d["x_val"], d["y_val"], settings, self.seed)
+        train_s = time.time() - t0
+        int8 = folder / "model_int8.tflite"
+        int8.write_bytes(convert.to_tflite_int8(model, self.representative))
+        accuracy = evaluate.accuracy(int8, d["x_val"], d["y_val"])
+        costs = file_costs(int8, self.p, self.profile, self.bench_settings)
+        record.update(val_accuracy=accuracy, epochs=epochs, train_seconds=round(train_s, 2))
+        broken = over_limits(costs, self.p)
+        if broken:
+            self._reject(record, costs, broken, "after training", started, folder)
+        score = objective_score(self.p["objective"], accuracy, costs["latency_ms"], self.p)
+        record.update(costs, status="completed", score=score, seconds=round(time.time() - started, 2))
+        _write_record(folder, record)
+        log.info("search: trial %s %s -> val accuracy %.4f, %.4f ms, %d bytes, score %.4f (%.0f s)", trial.trial_id,
+                 _short(arch), accuracy, costs["latency_ms"], costs["size_bytes"], score, record["seconds"])  # fmt: skip
+        metrics = {OBJECTIVE: score, "val_accuracy": accuracy, "train_seconds": train_s}
+        metrics.update({k: float(v) for k, v in costs.items() if v is not None})
+        return metrics
+
+    def _reject(self, record: dict, costs: Mapping[str, Any], broken: list[str], when: str, started: float,
+                folder: Path) -> None:  # fmt: skip
+        record.update(costs, status="infeasible", rejected=when, reason="; ".join(broken),
+                      seconds=round(time.time() - started, 2))  # fmt: skip
+        _write_record(folder, record)
+        log.info("search: trial %s %s infeasible %s: %s", record["trial_id"], _short(record["arch"]), when,
+                 record["reason"])  # fmt: skip
+        raise kt.errors.FailedTrialError(f"infeasible {when}: {record['reason']}")
+
+
+def _write_record(folder: Path, record: Mapping[str, Any]) -> None:
+    from pipelines.common import io
+
+    io.write_json(folder / RECORD, dict(record))
+
+
+def _short(arch: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in arch.items())
+
+
+def role() -> str:
+    """`chief`, a worker's id (`tuner0`, ...), or `single` when no distributed setting is given."""
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+    return tuner_id if tuner_id and "KERASTUNER_ORACLE_IP" in os.environ else "single"
+
+
+def project_name(p: Mapping[str, Any], student: Mapping[str, Any], seed: int, data_path: str | Path) -> str:
+    """keras-tuner's project folder: a hash of what decides the trials (params, data, and the code
+    that builds, trains and scores them), so a killed search resumes only the same search."""
+    from pipelines.common import io
+    from pipelines.common.params import params_hash
+    from pipelines.vision import convert, train
+    from pipelines.vision import student as family
+
+    decides = {k: v for k, v in p.items() if k not in NOT_HASHED}
+    files = [*sorted(Path(__file__).parent.glob("*.py")), *(Path(m.__file__) for m in (family, train, convert))]
+    code = {f"{f.parent.name}/{f.name}": io.sha256_path(f)[:16] for f in files}
+    return "search-" + params_hash(decides, dict(student), {"seed": seed, "data": io.sha256_path(data_path)[:16]}, code)
