@@ -29,7 +29,7 @@ from pipelines.common import io  # noqa: E402
 from pipelines.common.params import ParamsError, validate  # noqa: E402
 from pipelines.common.stage import resolve  # noqa: E402
 from pipelines.common.stats import summarise  # noqa: E402
-from pipelines.vision.distill import TRAINING_KEYS, by_seed, gain_points, load_teachers, train_students  # noqa: E402
+from pipelines.vision.kd_gain import TRAINING_KEYS, by_seed, gain_points, load_teachers, train_students  # noqa: E402
 from pipelines.vision.losses import DistillLoss  # noqa: E402
 from pipelines.vision.student import student_arch  # noqa: E402
 

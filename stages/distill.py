@@ -34,24 +34,24 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     inputs = {"data": args.data, "teacher": args.teacher, "teacher_metrics": args.teacher_metrics}
     with Stage("distill", args.params, sections=["student", "distill", "budget", "teacher"], inputs=inputs) as st:
-        from pipelines.vision import distill, losses, student, teacher_targets, train
+        from pipelines.vision import distill, kd_gain, losses, student, teacher_targets, train
         from pipelines.vision.data import Dataset
 
         settings = st.params["distill"]
         arch = student.student_arch(st.params["student"], args.arch)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        teachers = distill.load_teachers(settings, args.teacher, st.resolve, Dataset.load(args.data), st.params["teacher"],
+        teachers = kd_gain.load_teachers(settings, args.teacher, st.resolve, Dataset.load(args.data), st.params["teacher"],
                                          st.seed)  # fmt: skip
         loss = losses.DistillLoss.from_params(settings)
-        jobs = distill.student_jobs(st.seed, settings["seeds"], loss)
+        jobs = kd_gain.student_jobs(st.seed, settings["seeds"], loss)
         common = {"data": args.data, "arch": arch, "distill": settings, "teacher_params": st.params["teacher"],
                   "teacher": args.teacher, "targets": teachers.targets}  # fmt: skip
         state = None
         if args.state_dir:  # what decides every student: params, seed, the data and the teacher files
-            files = distill.teacher_files(settings, args.teacher, st.resolve)
+            files = kd_gain.teacher_files(settings, args.teacher, st.resolve)
             key = {"student": arch, "distill": settings, "teacher": st.params["teacher"], "seed": st.seed,
                    "data": io.sha256_file(args.data), "teachers": [io.sha256_file(t) for t in files]}  # fmt: skip
-            code = [__file__, *(m.__file__ for m in (distill, losses, student, teacher_targets, train))]
+            code = [__file__, *(m.__file__ for m in (distill, kd_gain, losses, student, teacher_targets, train))]
             state = resume_dir(args.state_dir, key, code=code)
         with tempfile.TemporaryDirectory() as tmp, io.atomic_dir(args.out) as out:
             work = state or Path(tmp)
@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> None:
                 job["save"] = str(work / f"{name}.keras") if job["save"] else None
                 job["result"] = str(work / f"{name}.json") if state else None
                 job["checkpoint"] = str(work / f"{name}.epochs") if state else None
-            results = distill.train_students([{**common, **job} for job in jobs], settings["workers"])
+            results = kd_gain.train_students([{**common, **job} for job in jobs], settings["workers"])
             for job in jobs:
                 if job["save"]:
                     shutil.copy2(job["save"], out / f"student_{job['kind']}.keras")
-        runs = distill.seed_runs(jobs, results)
+        runs = kd_gain.seed_runs(jobs, results)
         metrics = {
             "teacher_accuracy": teacher_accuracy,
             "teachers": len(teachers.models),
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> None:
             "architecture": "teacher" if settings["born_again"] else arch,
             "student_params": next(r["params"] for job, r in zip(jobs, results, strict=True) if job["kind"] == "kd"),
             "workers": settings["workers"],
-            "training": {k: settings[k] for k in distill.TRAINING_KEYS},
+            "training": {k: settings[k] for k in kd_gain.TRAINING_KEYS},
             "loss": dict(vars(loss)),
             "seeds": [r["seed"] for r in runs],
             "runs": runs,
-            **distill.kd_gain(runs),
+            **kd_gain.kd_gain(runs),
             "test_accuracy": runs[0]["kd_accuracy"],
             "baseline_test_accuracy": runs[0]["baseline_accuracy"],
             "teacher_targets_seconds": round(teachers.targets_seconds, 1),

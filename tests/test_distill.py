@@ -297,7 +297,7 @@ def test_stem_stride_replaces_the_first_pool_with_a_strided_conv():
 @pytest.mark.slow
 def test_students_train_side_by_side_in_worker_processes(tmp_path):
     from pipelines.vision.data import Dataset
-    from pipelines.vision.distill import train_students
+    from pipelines.vision.kd_gain import train_students
     from pipelines.vision.losses import DistillLoss, soft_targets
     from pipelines.vision.teacher_targets import TeacherTargets
 

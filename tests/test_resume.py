@@ -106,7 +106,7 @@ def test_kept_history_takes_the_last_row_of_a_repeated_epoch(tmp_path):
 
 
 def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkeypatch):
-    from pipelines.vision import distill
+    from pipelines.vision import kd_gain
 
     trained = []
 
@@ -116,14 +116,14 @@ def test_distill_trains_only_the_students_without_a_kept_result(tmp_path, monkey
         io.write_json(job["result"], result)
         return result
 
-    monkeypatch.setattr(distill, "train_student", fake_train)
+    monkeypatch.setattr(kd_gain, "train_student", fake_train)
     jobs = [{"seed": s, "kind": k, "result": str(tmp_path / f"{s}_{k}.json")} for s in (1, 2) for k in ("baseline", "kd")]
     io.write_json(jobs[1]["result"], {"kind": "kd", "accuracy": 0.75})  # finished before a kill
-    results = distill.train_students(jobs, workers=1)
+    results = kd_gain.train_students(jobs, workers=1)
     assert trained == [(1, "baseline"), (2, "baseline"), (2, "kd")]
     assert [r["accuracy"] for r in results] == [0.5, 0.75, 0.5, 0.5]  # in the order of the jobs
     trained.clear()
-    assert distill.train_students(jobs, workers=2) == results and not trained  # all kept: no worker starts
+    assert kd_gain.train_students(jobs, workers=2) == results and not trained  # all kept: no worker starts
 
 
 class _Epochs:
