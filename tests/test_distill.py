@@ -317,7 +317,7 @@ def test_students_train_side_by_side_in_worker_processes(tmp_path):
     for a, b in zip(here, apart, strict=True):
         assert 0.0 <= b["accuracy"] <= 1.0 and b["params"] == a["params"] > 0
         assert abs(a["accuracy"] - b["accuracy"]) <= 0.1  # the same seed: one vs two TensorFlow threads at most
-    from pipelines.vision.models import load_model
+    from pipelines.vision.tfk import load_model
 
     assert load_model(tmp_path / "kd.keras").count_params() == apart[1]["params"]
 

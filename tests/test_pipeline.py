@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pipelines.common import io, report, tracking
+from pipelines.common.params import profile_params
 from pipelines.edge import evaluate
 from pipelines.vision.data import Dataset
 from tests.conftest import ROOT, run_env
@@ -139,11 +141,13 @@ def run(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("pipeline")
     project = _copy_project(tmp / "project")
     quick = project / "profiles" / "quick"
-    # A third search trial, so that the kill after the first one's line still finds the search running
-    # (a trial rejected by the budget ends at once).
-    params = quick / "params.yaml"
-    params.write_text(params.read_text().replace("  max_trials: 2 ", "  max_trials: 3 ", 1))
-    assert "  max_trials: 3 " in params.read_text()
+    # A third GNN search trial, so that the kill after the first one's line still finds the search
+    # running (a trial rejected by the limits ends at once); set in the profile's overrides, as a user would.
+    overrides = yaml.safe_load((quick / "overrides.yaml").read_text())
+    overrides["gnn_search"]["max_trials"] = 3
+    (quick / "overrides.yaml").write_text(yaml.safe_dump(overrides, sort_keys=False))
+    (quick / "params.yaml").write_text(profile_params(quick, project / "params.yaml"))
+    assert yaml.safe_load((quick / "params.yaml").read_text())["gnn_search"]["max_trials"] == 3
     port = _free_port()
     server = _start_server(project, port, tmp / "server.log")
     env = project_env(project, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
@@ -283,7 +287,9 @@ def test_check_budget_and_markdown_on_the_real_report(run):
                         capture_output=True, text=True, env=project_env(project), timeout=120)  # fmt: skip
     assert ok.returncode == 0 and ok.stdout.strip().endswith("within budget"), ok.stdout + ok.stderr
     strict = quick / "strict.yaml"
-    strict.write_text((quick / "params.yaml").read_text().replace("min_accuracy: 0.60", "min_accuracy: 0.99"))
+    raw = yaml.safe_load((quick / "params.yaml").read_text())
+    raw["budget"]["min_accuracy"] = 0.99
+    strict.write_text(yaml.safe_dump(raw, sort_keys=False))
     over = subprocess.run([*cli, "check-budget", "--params", str(strict)], cwd=project, capture_output=True,
                           text=True, env=project_env(project), timeout=120)  # fmt: skip
     assert over.returncode == 1 and "FAIL  accuracy" in over.stdout and ">= 99.00%" in over.stdout
