@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         front = report.pareto_front([r for r in named if r["status"] == "completed"], ("latency_ms", "size_bytes"))
         for r in rows:
             r["pareto"] = r["trial_id"] in front
-        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
         chosen = dict(best["arch"])
         io.write_json(args.out, search.chosen(best, settings))
         with io.atomic_dir(args.plots) as out:
