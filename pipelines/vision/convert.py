@@ -6,12 +6,19 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from pipelines.common import quiet
 from pipelines.vision.tfk import keras, tf
 from pipelines.vision.train import to_float
 
 
+def run(converter: tf.lite.TFLiteConverter) -> bytes:
+    """The converted flatbuffer; the converter's MLIR chatter is held back (`pipelines.common.quiet`)."""
+    with quiet.native_stderr():
+        return converter.convert()
+
+
 def to_tflite_fp32(model: keras.Model) -> bytes:
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return run(tf.lite.TFLiteConverter.from_keras_model(model))
 
 
 def representative_dataset(images_uint8: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
@@ -34,4 +41,4 @@ def to_tflite_int8(model: keras.Model, representative: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    return run(converter)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from pipelines.vision import convert
 from pipelines.vision.convert import representative_dataset
 from pipelines.vision.tfk import keras, tf
 from pipelines.vision.train import to_float
@@ -26,7 +27,7 @@ def to_tflite_dynamic(model: keras.Model) -> bytes:
     """Dynamic-range quantization: int8 weights, float activations (no representative data)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    return convert.run(converter)
 
 
 def to_tflite_float16(model: keras.Model) -> bytes:
@@ -34,7 +35,7 @@ def to_tflite_float16(model: keras.Model) -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    return convert.run(converter)
 
 
 def quantization_aware(model: keras.Model, prune_preserve: bool) -> keras.Model:

@@ -12,10 +12,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
+from pipelines.common import quiet  # noqa: E402
 from pipelines.common.errors import ModelFileError  # noqa: E402
+
+with quiet.native_stderr():
+    import tensorflow as tf
+    import tf_keras as keras
+if not quiet.verbose():
+    import absl.logging
+
+    tf.get_logger().setLevel("ERROR")
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 __all__ = ["tf", "keras", "load_model"]
 
