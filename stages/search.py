@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.edge import bench
         from pipelines.vision import search
         from pipelines.vision.data import Dataset
-        from pipelines.vision.student import build_student
+        from pipelines.vision.student import build_student, resolve_arch
 
         settings, student, profiles = st.params["search"], st.params["student"], st.params["devices"]["profiles"]
-        space = search.search_space(settings)
         seed = st.seed if settings["seed"] is None else settings["seed"]
         ds = Dataset.load(args.data)
+        shape, classes = tuple(ds.x_train.shape[1:]), len(ds.class_names)
+        space = search.search_space(settings, shape, student)
         order = np.random.default_rng(seed).permutation(len(ds.x_train))
         take = order[: settings["train_samples"]] if settings["train_samples"] else order
         data = {"x_train": ds.x_train[take], "y_train": ds.y_train[take], "x_val": ds.x_val, "y_val": ds.y_val}
@@ -56,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
                           "min_seconds": settings["bench_seconds"]}  # fmt: skip
         directory = Path(args.tuner_dir)
         project = search.project_name(settings, student, seed, args.data)
-        shape, classes = tuple(ds.x_train.shape[1:]), len(ds.class_names)
         probe = search.probe_batch(shape)
 
         def fingerprint(values: dict) -> str:
@@ -64,10 +64,14 @@ def main(argv: list[str] | None = None) -> None:
             return search.fingerprint(search.build_fingerprinted(build), probe)
 
         me = search.role()
-        current = search.values_of(student, space)  # evolution starts from the current student when the space has it
+        current = search.values_of(resolve_arch(shape, student), space)  # evolution starts from the current student when the space has it
         oracle = search.make_oracle(settings, space, seed, fingerprint=fingerprint, initial=[current] if current else [])
         tuner = search.ArchTuner(data, student, settings, profiles[settings["device"]], bench_settings, seed, oracle=oracle,
                                  directory=str(directory), project_name=project, overwrite=False)  # fmt: skip
+        for limit, how in tuner.auto.items():
+            log.info("search: search.%s auto = %s, the default student's %s at %s x (1 + %g)", limit, f"{how['value']:,}",
+                     f"{how['default_student']:,}", "x".join(map(str, shape)), how["margin"])  # fmt: skip
+        settings = tuner.p
         trials = getattr(tuner.oracle, "trials", {})  # a worker's oracle is a client of the chief's: no trials here
         done_before = sum(t.status in ("COMPLETED", "FAILED") for t in trials.values())
         log.info("search: %s, project %s, %d trials already done; oracle %s, objective %s, %d trials", me,
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                               cost_label=f"{settings['latency_source']} latency, ms{latency}")  # fmt: skip
         dedup = getattr(tuner.oracle, "deduplicated", {"hyperparameters": 0, "fingerprint": 0})
         metrics = search.summary(rows, chosen, front, settings, dedup, done_before, search_s, directory / project)
+        metrics["auto_limits"] = tuner.auto
+        metrics["stem_downsamples"] = space["stem_downsamples"]
         log.info("search: best trial %s (score %.4f, val accuracy %.4f, %.4f ms, %d bytes) of %d, %d infeasible, "
                  "%d deduplicated: %s", best["trial_id"], best["score"], best["val_accuracy"], best["latency_ms"],
                  best["size_bytes"], len(rows), metrics["infeasible"], metrics["deduplicated"], chosen)  # fmt: skip

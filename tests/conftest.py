@@ -50,8 +50,8 @@ def idx_dir(tmp_path: Path) -> Path:
 
 
 def data_params(source: str, path: Path, **overrides) -> dict:
-    p = {"source": source, "path": str(path), "val_fraction": 0.1, "test_fraction": 0.2,
-         "color": "grayscale", "max_train": 0, "max_test": 0}  # fmt: skip
+    p = {"source": source, "path": str(path), "val_fraction": 0.1, "min_val_per_class": 0, "test_fraction": 0.2,
+         "color": "auto", "image_size": None, "class_names": None, "max_train": 0, "max_test": 0}  # fmt: skip
     p.update(overrides)
     return p
 

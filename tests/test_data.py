@@ -204,3 +204,85 @@ def test_bad_data_through_the_stage_exits_2_with_one_line(tmp_path, idx_dir):
     assert errors == [f"error: {raw_labels}: corrupt gzip data (Compressed file ended before the end-of-stream "
                       "marker was reached)"]  # fmt: skip
     assert not (tmp_path / "out").exists() and not (tmp_path / "metrics").exists()
+
+
+# ---- any user's data: pixel types, colour, sizes, class names, validation size ----
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_npz_float_images_are_scaled_not_blackened(tmp_path, scale):
+    x, y = make_images(40, classes=4, size=12)
+    xt, yt = make_images(12, classes=4, size=12, seed=5)
+    np.savez(tmp_path / "f.npz", x_train=x.astype(np.float32) / 255.0 * scale, y_train=y,
+             x_test=xt.astype(np.float64) / 255.0 * scale, y_test=yt)  # fmt: skip
+    ds = data.prepare(data_params("npz", tmp_path / "f.npz"), seed=0)
+    assert ds.x_train.dtype == np.uint8 and ds.x_train.max() == 220
+    both = np.concatenate([ds.x_train, ds.x_val]).astype(int)
+    assert abs(both.sum() - x.astype(int).sum()) <= len(both) * 12 * 12 // 2  # rounding only
+
+
+def test_npz_with_16_bit_images_and_bad_values(tmp_path):
+    x, y = make_images(40, classes=4, size=12)
+    np.savez(tmp_path / "w.npz", x_train=x.astype(np.uint16) * 257, y_train=y, x_test=x.astype(np.uint16) * 257, y_test=y)
+    assert data.prepare(data_params("npz", tmp_path / "w.npz"), seed=0).x_test.max() == 220
+    np.savez(tmp_path / "b.npz", x_train=x.astype(np.float32) - 100, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match=r"b.npz: x_train: pixel values run -100..120; expected uint8, floats in \[0, 1\]"):
+        data.prepare(data_params("npz", tmp_path / "b.npz"), seed=0)
+
+
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    ramp = (np.arange(80, dtype=np.uint32).reshape(8, 10) * 800).astype(np.uint16)  # 0 .. 63,200
+    Image.fromarray(ramp).save(root / "cat" / "deep.png")
+    arr, gray = data.read_image(root / "cat" / "deep.png")
+    assert gray and arr.shape == (8, 10, 3)
+    assert arr[..., 0].max() == round(63200 * 255 / 65535) and (arr == 255).mean() < 0.01
+    assert np.all(np.diff(arr[..., 0].ravel().astype(int)) >= 0)  # the ramp stays a ramp
+
+
+def test_color_auto_follows_the_files(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    assert data.prepare(data_params("folder", root), seed=0).x_train.shape[-1] == 1
+    rgb = np.zeros((8, 10, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(root / "dog" / "red.png")
+    ds = data.prepare(data_params("folder", root), seed=0)
+    assert ds.x_train.shape[-1] == 3
+    gray = data.prepare(data_params("folder", root, color="grayscale"), seed=0)
+    assert gray.x_train.shape[-1] == 1
+
+
+def test_mixed_sizes_resize_with_image_size(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    Image.fromarray(np.full((30, 20), 100, np.uint8)).save(root / "dog" / "big.png")
+    ds = data.prepare(data_params("folder", root, image_size=[16, 12]), seed=0)
+    assert ds.x_train.shape[1:] == (16, 12, 1)
+    idx = data.prepare(data_params("npz", _npz(tmp_path), image_size=[20], color="rgb"), seed=0)
+    assert idx.x_train.shape[1:] == (20, 20, 3) and idx.x_test.shape[1:] == (20, 20, 3)
+
+
+def _npz(tmp_path, **extra):
+    x, y = make_images(40, classes=4, size=12)
+    np.savez(tmp_path / "c.npz", x_train=x, y_train=y, x_test=x[:12], y_test=y[:12], **extra)
+    return tmp_path / "c.npz"
+
+
+def test_class_names_come_from_the_data_or_params_never_another_dataset(tmp_path, idx_dir):
+    assert data.prepare(data_params("idx", idx_dir), seed=0).class_names == [str(i) for i in range(10)]
+    names = [f"digit {i}" for i in range(10)]
+    assert data.prepare(data_params("idx", idx_dir, class_names=names), seed=0).class_names == names
+    with pytest.raises(DataError, match=r"data.class_names has 3 names, but the labels run 0..9"):
+        data.prepare(data_params("idx", idx_dir, class_names=["a", "b", "c"]), seed=0)
+    npz = _npz(tmp_path, class_names=np.array(["ant", "bee", "cat", "dog"]))
+    assert data.prepare(data_params("npz", npz), seed=0).class_names == ["ant", "bee", "cat", "dog"]
+    root = _folder(tmp_path / "imgs")
+    with pytest.raises(DataError, match=r"data.class_names has 3 names, but .*imgs has 2 classes"):
+        data.prepare(data_params("folder", root, class_names=["a", "b", "c"]), seed=0)
+
+
+def test_validation_split_is_big_enough_to_decide(idx_dir):
+    small = data.prepare(data_params("idx", idx_dir, val_fraction=0.01), seed=0)
+    assert np.bincount(small.y_val).tolist() == [1] * 10  # 20 images a class: 1 %
+    sized = data.prepare(data_params("idx", idx_dir, val_fraction=0.01, min_val_per_class=20), seed=0)
+    assert np.bincount(sized.y_val).tolist() == [4] * 10  # capped at a fifth of each class
+    assert len(sized.y_train) + len(sized.y_val) == 200

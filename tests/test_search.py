@@ -40,13 +40,38 @@ def params_yaml() -> dict:
 
 
 def test_default_student_is_unchanged_by_the_new_dimensions():
-    from pipelines.vision.student import STUDENT_DEFAULTS, build_student
+    from pipelines.vision.student import STUDENT_DEFAULTS, build_student, resolve_arch
 
     student = params_yaml()["student"]
-    assert {k: student[k] for k in STUDENT_DEFAULTS} == STUDENT_DEFAULTS
+    assert {k: resolve_arch((28, 28, 1), student)[k] for k in STUDENT_DEFAULTS} == STUDENT_DEFAULTS
     assert build_student((28, 28, 1), 10, student).count_params() == DEFAULT_STUDENT_PARAMS
     old_keys = {k: student[k] for k in ("stem_widths", "ds_widths", "head", "dropout", "bn_momentum")}
     assert build_student((28, 28, 1), 10, old_keys).count_params() == DEFAULT_STUDENT_PARAMS
+
+
+@pytest.mark.parametrize("side, factor, block_px", [(28, 1, 7), (32, 1, 8), (64, 2, 8), (96, 2, 12), (224, 4, 14)])
+def test_stem_downsampling_brings_any_input_to_small_block_maps(side, factor, block_px):
+    from pipelines.vision.search import search_space
+    from pipelines.vision.student import build_student, resolve_arch
+
+    p = params_yaml()
+    student = p["student"]
+    assert resolve_arch((side, side, 3), student)["stem_downsample"] == factor
+    model = build_student((side, side, 3), 5, student)
+    assert model.get_layer("ds0_dw").input_shape[1:3] == (block_px, block_px)
+    assert model.output_shape == (None, 5)
+    assert min(search_space(p["search"], (side, side, 3), student)["stem_downsamples"]) == factor
+    fixed = build_student((side, side, 3), 5, {**student, "stem_downsample": 1})
+    assert fixed.get_layer("ds0_dw").input_shape[1:3] == (side // 4, side // 4)
+
+
+def test_a_stem_downsample_the_stem_cannot_give_is_one_line():
+    from pipelines.common.errors import UserError
+    from pipelines.vision.student import build_student
+
+    student = {**params_yaml()["student"], "stem_downsample": 8}  # two stem convs: at most 4
+    with pytest.raises(UserError, match="stem_downsample must be 'auto' or a power of 2 up to 4"):
+        build_student((96, 96, 3), 5, student)
 
 
 def test_each_dimension_changes_the_network_as_documented():
@@ -264,10 +289,10 @@ def test_search_space_checks(tmp_path):
     from pipelines.vision.search import search_space
 
     p = params_yaml()["search"]
-    space = search_space(p)
+    space = search_space(p, (28, 28, 1), params_yaml()["student"])
     assert space["blocks"] == ["separable", "standard"] and space["heads"] == ["flatten", "gap"]
     with pytest.raises(ParamsError, match="search.blocks"):
-        search_space({**p, "blocks": "separable,mbconv"})
+        search_space({**p, "blocks": "separable,mbconv"}, (28, 28, 1), params_yaml()["student"])
     with pytest.raises(ParamsError, match="tournament"):  # a rule between keys: the schema's
         validate({**params_yaml(), "search": {**p, "tournament": p["population"] + 1}})
 
@@ -277,7 +302,7 @@ def test_every_oracle_is_built_with_the_full_space():
     from pipelines.vision.search import search_space
 
     p = params_yaml()["search"]
-    space = search_space(p)
+    space = search_space(p, (28, 28, 1), params_yaml()["student"])
     for kind in ("evolution", "random", "bayesian", "hyperband"):
         oracle = search.make_oracle({**p, "oracle": kind}, space, 0)
         names = {hp.name for hp in oracle.hyperparameters.space}
@@ -449,10 +474,11 @@ def test_quick_profile_dvc_stage_feeds_distill():
 def test_evolution_starts_from_the_current_student_when_the_space_has_it(tmp_path):
     from pipelines.vision import search
     from pipelines.vision.search import search_space
+    from pipelines.vision.student import resolve_arch
 
     p = params_yaml()
-    space = search_space(p["search"])
-    values = search.values_of(p["student"], space)
+    space = search_space(p["search"], (28, 28, 1), p["student"])
+    values = search.values_of(resolve_arch((28, 28, 1), p["student"]), space)
     assert values is not None and search.arch_from_values(values)["ds_widths"] == p["student"]["ds_widths"]
     assert search.values_of({**p["student"], "ds_widths": [48]}, space) is None  # 48 is not a width choice
     oracle = search.make_oracle(p["search"], space, 0, initial=[values])
@@ -460,7 +486,7 @@ def test_evolution_starts_from_the_current_student_when_the_space_has_it(tmp_pat
     assert oracle.create_trial("tuner0").hyperparameters.values == values
 
 
-def test_infeasible_trials_are_rejected_before_training_and_the_search_continues(tmp_path, monkeypatch):
+def test_infeasible_trials_are_rejected_before_training_and_the_search_continues(tmp_path, monkeypatch, capfd):
     import keras_tuner as kt
 
     from pipelines.vision import search, train
@@ -478,9 +504,11 @@ def test_infeasible_trials_are_rejected_before_training_and_the_search_continues
     from pipelines.vision.search import search_space
 
     profile = params_yaml()["devices"]["profiles"]["cortex_a53"]
-    tuner = search.ArchTuner(data, student, p, profile, {}, 0, oracle=search.make_oracle(p, search_space(p), 0),
+    tuner = search.ArchTuner(data, student, p, profile, {}, 0, oracle=search.make_oracle(p, search_space(p, (16, 16, 1), student), 0),
                              directory=str(tmp_path), project_name="p")  # fmt: skip
     tuner.search(verbose=0)  # two infeasible trials in a row: the search goes on and ends normally
+    out = capfd.readouterr()
+    assert "Traceback" not in out.err + out.out and "FailedTrialError" not in out.err + out.out  # one log line each
     rows = search.collect(tmp_path / "p", tuner.oracle)
     assert [r["status"] for r in rows] == ["infeasible", "infeasible"]
     assert all(r["rejected"] == "before training" and r["size_bytes"] > 1000 for r in rows)

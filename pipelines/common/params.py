@@ -29,7 +29,7 @@ from pipelines.common.errors import ParamsError
 class Field:
     """One parameter: its type, bounds or choices, and whether null is allowed."""
 
-    kind: str  # "int", "float", "bool", "str", "choice", "int_list", "table"
+    kind: str  # "int", "float", "bool", "str", "choice", "int_list", "str_list", "table"
     low: float | None = None
     high: float | None = None
     low_open: bool = False
@@ -37,6 +37,7 @@ class Field:
     nullable: bool = False
     min_items: int = 0
     row: tuple[tuple[str, Field], ...] = ()  # for "table": the fields of every entry
+    auto: bool = False  # the string "auto" is allowed too (the stage derives the value)
 
     def describe(self) -> str:
         bounds = self._bounds()
@@ -46,10 +47,12 @@ class Field:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind == "int_list":
             text = f"a list of at least {self.min_items} integers" + (f" each {bounds}" if bounds else "")
+        elif self.kind == "str_list":
+            text = f"a list of at least {self.min_items} distinct non-empty strings"
         else:
             article = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
             text = article[self.kind] + (f" {bounds}" if bounds else "")
-        return text + (" or null" if self.nullable else "")
+        return text + (", or 'auto'" if self.auto else "") + (" or null" if self.nullable else "")
 
     def _bounds(self) -> str:
         parts = []
@@ -62,6 +65,8 @@ class Field:
     def check(self, value: Any) -> bool:
         if value is None:
             return self.nullable
+        if self.auto and value == "auto":
+            return True
         if self.kind == "table":
             return isinstance(value, dict) and len(value) >= self.min_items
         if self.kind == "int_list":
@@ -69,6 +74,13 @@ class Field:
                 isinstance(value, list)
                 and len(value) >= self.min_items
                 and all(_is_int(v) and self._in_range(v) for v in value)
+            )
+        if self.kind == "str_list":
+            return (
+                isinstance(value, list)
+                and len(value) >= self.min_items
+                and all(isinstance(v, str) and v.strip() for v in value)
+                and len(set(value)) == len(value)
             )
         if self.kind == "int":
             return _is_int(value) and self._in_range(value)
@@ -100,8 +112,8 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def Int(low: float | None = None, high: float | None = None, nullable: bool = False) -> Field:
-    return Field("int", low, high, nullable=nullable)
+def Int(low: float | None = None, high: float | None = None, nullable: bool = False, auto: bool = False) -> Field:
+    return Field("int", low, high, nullable=nullable, auto=auto)
 
 
 def Float(low: float | None = None, high: float | None = None, low_open: bool = False) -> Field:
@@ -131,8 +143,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "source": Choice("idx", "npz", "folder"),
         "path": Str,
         "val_fraction": Float(0.0, 0.5, low_open=True),
+        "min_val_per_class": Int(0),  # at least this many validation images per class (at most a fifth of it)
         "test_fraction": Float(0.0, 0.5, low_open=True),  # used when the source has no test split
-        "color": Choice("grayscale", "rgb"),  # how folder images are read
+        "color": Choice("auto", "grayscale", "rgb"),  # auto: grayscale when every image is, else RGB
+        "image_size": Field("int_list", 4, 4096, min_items=1, nullable=True),  # [side] or [height, width]: resize on load
+        "class_names": Field("str_list", min_items=2, nullable=True),  # null: folder names, the .npz's, or numbers
         "max_train": Int(0),  # 0 keeps every training image; >0 takes a stratified subset
         "max_test": Int(0),
     },
@@ -172,6 +187,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "squeeze_excite": Bool,  # SE after each block's depthwise (or standard) conv
         "width_multiplier": Float(0.0, 4.0, low_open=True),  # scales every width (rounded to multiples of 8 unless 1)
         "stem_stride": Bool,  # the first stem conv strides by 2 instead of conv + max-pool
+        "stem_downsample": Int(1, 64, auto=True),  # extra stride-2 stem convs (a power of 2); auto: from the input size
     },
     "search": {
         # hardware-aware search of the student family (pipelines/vision/search/, stages/search.py)
@@ -181,10 +197,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "objective": Choice("accuracy", "mnas", "constrained"),
         "mnas_target_ms": Float(0.0, low_open=True),  # MnasNet: accuracy x (latency / target) ^ mnas_weight
         "mnas_weight": Float(-1.0, 0.0),
-        "max_latency_ms": Field("float", 0.0, None, low_open=True, nullable=True),  # constrained: hard limits ...
-        "max_size_bytes": Int(1, nullable=True),  # ... (null: no limit), judged on the untrained int8
-        "max_memory_access_bytes": Int(1, nullable=True),  # conversion first, then on the trained one
-        "max_macs": Int(1, nullable=True),
+        # constrained: hard limits (null: no limit; auto: the default student's figure at the data's
+        # shape), judged on the untrained int8 conversion first, then on the trained one
+        "max_latency_ms": Field("float", 0.0, None, low_open=True, nullable=True, auto=True),
+        "max_size_bytes": Int(1, nullable=True, auto=True),
+        "max_memory_access_bytes": Int(1, nullable=True, auto=True),
+        "max_macs": Int(1, nullable=True, auto=True),
+        "auto_margin": Float(0.0, 10.0),  # auto limits: the default student's figure x (1 + this)
         "latency_source": Choice("measured", "predicted"),  # measured on this host, or the device profile's roofline
         "device": Str,  # a devices.profiles name (predicted latency)
         "epochs": Int(1),  # training epochs per trial (hyperband: the most a trial gets)
@@ -201,6 +220,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "expansions": Field("int_list", 1, 8, min_items=1),  # separable blocks only
         "squeeze_excite": Choice("never", "always", "both"),
         "stem_stride": Choice("never", "always", "both"),  # the first stem conv strided instead of pooled
+        "stem_downsamples": Field("int_list", 1, 64, min_items=1, auto=True),  # extra stem downsampling factors
         "width_percents": Field("int_list", 1, 400, min_items=1),  # width multiplier x 100
         "depths": Field("int_list", 0, 8, min_items=1),  # number of blocks after the stem
         "widths": Field("int_list", 1, 2048, min_items=1),  # width of each block, chosen per block
@@ -375,6 +395,13 @@ def _pairs(section: str, *pairs: tuple[str, str]) -> Callable[[dict], str | None
     return check
 
 
+def _data_image_size(params: dict) -> str | None:
+    size = params["data"]["image_size"]
+    if size is not None and len(size) > 2:
+        return f"data.image_size must be [side] or [height, width], got {size}"
+    return None
+
+
 def _search_tournament(params: dict) -> str | None:
     p = params["search"]
     if p["tournament"] > p["population"]:
@@ -399,6 +426,7 @@ def _search_device(params: dict) -> str | None:
 # Rules between keys, checked once every section they read is loaded: (sections, check), the
 # check returning the one-line error or None.
 RULES: tuple[tuple[tuple[str, ...], Callable[[dict], str | None]], ...] = (
+    (("data",), _data_image_size),
     (("search",), _search_tournament),
     (("search", "quantize"), _search_squeeze_excite),
     (("search", "devices"), _search_device),
@@ -532,13 +560,16 @@ def _json_type(field: Field) -> dict[str, Any]:
         out = {"type": "object", "minProperties": field.min_items, "additionalProperties": entry}
     elif field.kind == "int_list":
         out = {"type": "array", "minItems": field.min_items, "items": {"type": "integer", **bounds}}
+    elif field.kind == "str_list":
+        out = {"type": "array", "minItems": field.min_items, "uniqueItems": True, "items": {"type": "string", "minLength": 1}}
     elif field.kind == "choice":
         out = {"enum": list(field.choices)}
     else:
         out = {"type": {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[field.kind], **bounds}
         if field.kind == "str":
             out["minLength"] = 1
-    return {"anyOf": [out, {"type": "null"}]} if field.nullable else out
+    alternatives = [out] + ([{"const": "auto"}] if field.auto else []) + ([{"type": "null"}] if field.nullable else [])
+    return {"anyOf": alternatives} if len(alternatives) > 1 else out
 
 
 def json_schema() -> dict[str, Any]:

@@ -22,10 +22,6 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
-FASHION_MNIST_CLASSES = (
-    "t-shirt/top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle boot",
-)  # fmt: skip
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -115,7 +111,56 @@ def load_idx(root: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     )  # fmt: skip
 
 
-def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def to_uint8(x: np.ndarray, where: str) -> np.ndarray:
+    """Pixels as uint8: uint8 as is; floats in [0, 1] scaled by 255; other values in 0..255 rounded;
+    16-bit integers (above 255) scaled by 255 / 65535. Anything else is the user's to fix."""
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"{where}: images must hold numbers (uint8, 16-bit integers or floats), got {x.dtype}")
+    if x.size == 0:
+        return x.astype(np.uint8)
+    low, high = float(x.min()), float(x.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise DataError(f"{where}: images hold NaN or infinite values")
+    if low >= 0 and np.issubdtype(x.dtype, np.floating) and high <= 1.0:
+        return np.rint(x * 255.0).astype(np.uint8)
+    if low >= 0 and high <= 255:
+        return np.rint(x).astype(np.uint8)
+    if low >= 0 and high <= 65535 and np.issubdtype(x.dtype, np.integer):
+        return np.rint(x.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    raise DataError(
+        f"{where}: pixel values run {low:g}..{high:g}; expected uint8, floats in [0, 1] or [0, 255], "
+        "or 16-bit integers in 0..65535"
+    )
+
+
+def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 images (N, H, W, C) resized to size = (height, width), antialiased bilinear (Pillow)."""
+    from PIL import Image
+
+    if tuple(x.shape[1:3]) == tuple(size):
+        return x
+    out = np.empty((len(x), size[0], size[1], x.shape[-1]), dtype=np.uint8)
+    for i, img in enumerate(x):
+        im = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+        out[i] = np.asarray(im.resize((size[1], size[0]), Image.BILINEAR)).reshape(out.shape[1:])
+    return out
+
+
+def set_channels(x: np.ndarray, color: str) -> np.ndarray:
+    """`color` rgb: grayscale images repeated to 3 channels; grayscale: RGB images to luma (ITU-R
+    601, Pillow's); auto: as they are."""
+    if color == "rgb" and x.shape[-1] == 1:
+        return np.repeat(x, 3, axis=-1)
+    if color == "grayscale" and x.shape[-1] == 3:
+        luma = x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.rint(luma).astype(np.uint8)[..., None]
+    return x
+
+
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """x_train, y_train, x_test, y_test (and optional class_names) from one .npz."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -125,6 +170,7 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
             if missing:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
             xs = [np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
+            names = [str(n) for n in z["class_names"]] if "class_names" in z.files else []
     except DataError:
         raise
     except (OSError, ValueError, zlib.error) as exc:
@@ -135,10 +181,7 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
             x = x[..., None]
         if x.ndim != 4 or x.shape[-1] not in (1, 3):
             raise DataError(f"{path}: x_{split} must be (N, H, W) or (N, H, W, 1|3), got {x.shape}")
-        if x.dtype != np.uint8:
-            if x.min() < 0 or x.max() > 255:
-                raise DataError(f"{path}: x_{split} must hold pixel values in 0..255")
-            x = x.astype(np.uint8)
+        x = to_uint8(x, f"{path}: x_{split}")
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(f"{path}: y_{split} must be (N,) with one label per image, got {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
@@ -146,49 +189,78 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         out += [x, y.astype(np.int64)]
     if out[0].shape[1:] != out[2].shape[1:]:
         raise DataError(f"{path}: train images {out[0].shape[1:]} and test images {out[2].shape[1:]} differ")
-    return out[0], out[1], out[2], out[3]
+    return out[0], out[1], out[2], out[3], names
 
 
-def load_folder(root: str | Path, color: str = "grayscale") -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images in one sub-folder per class; the sorted folder names are the classes."""
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def read_image(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """One image file as uint8 (H, W, 3) and whether it is grayscale. 16-bit images are scaled to
+    8 bits (not clipped); palette and alpha images are flattened to RGB; `size` = (height, width)
+    resizes (antialiased bilinear)."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = im.mode in GRAY_MODES
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                arr = to_uint8(np.asarray(im), str(path))
+                im = Image.fromarray(arr if arr.ndim == 2 else arr[..., 0])
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    return rgb, gray
+
+
+def load_folder(
+    root: str | Path, color: str = "auto", size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images in one sub-folder per class; the sorted folder names are the classes.
+
+    Every image must have one size unless `size` resizes them all. `color` auto gives one channel
+    when every file is grayscale, else three. The images go into one preallocated uint8 array.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: image folder not found")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"{root}: found {len(classes)} class folder(s); need at least 2, one sub-folder per class")
-    mode = "L" if color == "grayscale" else "RGB"
-    images, labels, shape, first = [], [], None, None
+    files, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        found = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
             raise DataError(f"{root / name}: class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    arr = np.asarray(im.convert(mode), dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{f}: not a readable image ({exc})") from None
-            if shape is None:
-                shape, first = arr.shape, f
-            elif arr.shape != shape:
-                raise DataError(f"{f}: image is {arr.shape[1]}x{arr.shape[0]}, but {first} is {shape[1]}x{shape[0]}; resize to one size")
-            images.append(arr)
-            labels.append(label)
-    x = np.stack(images)
-    if x.ndim == 3:
-        x = x[..., None]
+        files += found
+        labels += [label] * len(found)
+    x, all_gray = None, True
+    for i, f in enumerate(files):
+        arr, gray = read_image(f, size)
+        if x is None:
+            x = np.empty((len(files), *arr.shape), dtype=np.uint8)
+        elif arr.shape != x.shape[1:]:
+            raise DataError(f"{f}: image is {arr.shape[1]}x{arr.shape[0]}, but {files[0]} is {x.shape[2]}x{x.shape[1]}; "
+                            "set data.image_size to resize them all on load")  # fmt: skip
+        x[i] = arr
+        all_gray &= gray
+    if color == "grayscale" or (color == "auto" and all_gray):
+        x = set_channels(x, "grayscale") if not all_gray else np.ascontiguousarray(x[..., :1])
     return x, np.asarray(labels, dtype=np.int64), classes
 
 
-def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out) with `fraction` of each class held out (at least one per class)."""
+def stratified_split(
+    y: np.ndarray, fraction: float, rng: np.random.Generator, min_per_class: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) with `fraction` of each class held out: at least one per class, and
+    at least `min_per_class` while that leaves four fifths of the class."""
     keep, held = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        n = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
+        n = max(1, int(round(len(idx) * fraction)), min(min_per_class, len(idx) // 5)) if len(idx) > 1 else 0
         held.append(idx[:n])
         keep.append(idx[n:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
@@ -201,29 +273,49 @@ def stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return held
 
 
+def image_size(params: dict) -> tuple[int, int] | None:
+    """data.image_size as (height, width): [side] is square; null: keep the files' size."""
+    size = params.get("image_size")
+    return None if not size else (size[0], size[-1])
+
+
+def class_names(params: dict, found: list[str], num_classes: int, path: Path) -> list[str]:
+    """data.class_names, else the names the source carries (folders, a .npz's class_names), else numbers."""
+    given = params.get("class_names")
+    names = list(given or found) or [str(i) for i in range(num_classes)]
+    if len(names) < num_classes:
+        where = "data.class_names" if given else f"{path}: class_names"
+        raise DataError(f"{where} has {len(names)} names, but the labels run 0..{num_classes - 1}")
+    if given and found and len(given) != len(found):
+        raise DataError(f"data.class_names has {len(given)} names, but {path} has {len(found)} classes")
+    return names
+
+
 def prepare(params: dict, seed: int, base_dir: Path = Path(".")) -> Dataset:
     """Load the configured source and make deterministic train/validation/test splits."""
     rng = np.random.default_rng(seed)
     path = Path(params["path"]).expanduser()
     path = path if path.is_absolute() else base_dir / path
-    source = params["source"]
-    if source == "idx":
-        x_train, y_train, x_test, y_test = load_idx(path)
-    elif source == "npz":
-        x_train, y_train, x_test, y_test = load_npz(path)
-    else:
-        x, y, names = load_folder(path, params["color"])
+    source, size, color = params["source"], image_size(params), params["color"]
+    found: list[str] = []
+    if source == "folder":
+        x, y, found = load_folder(path, color, size)
         tr, te = stratified_split(y, params["test_fraction"], rng)
         x_train, y_train, x_test, y_test = x[tr], y[tr], x[te], y[te]
+        del x
+    else:
+        if source == "idx":
+            x_train, y_train, x_test, y_test = load_idx(path)
+        else:
+            x_train, y_train, x_test, y_test, found = load_npz(path)
+        if size is not None:
+            x_train, x_test = resize_images(x_train, size), resize_images(x_test, size)
+        x_train, x_test = set_channels(x_train, color), set_channels(x_test, color)
     for split, y in (("train", y_train), ("test", y_test)):
         if len(y) == 0:
             raise DataError(f"{path}: the {split} split is empty")
-    if source == "idx":
-        names = list(FASHION_MNIST_CLASSES) if int(max(y_train.max(), y_test.max())) < 10 else []
-    elif source == "npz":
-        names = []
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    names = names or [str(i) for i in range(num_classes)]
+    names = class_names(params, found, num_classes, path)
     for split, y in (("train", y_train), ("test", y_test)):
         if y.min() < 0 or y.max() >= len(names):
             raise DataError(f"{path}: {split} labels must be in 0..{len(names) - 1}, found {y.min()}..{y.max()}")
@@ -234,7 +326,7 @@ def prepare(params: dict, seed: int, base_dir: Path = Path(".")) -> Dataset:
                         "labels must be 0..N-1 with every class among the training images")  # fmt: skip
     if len(np.unique(y_train)) < 2:
         raise DataError(f"{path}: the training split holds only one class; need at least 2")
-    tr, va = stratified_split(y_train, params["val_fraction"], rng)
+    tr, va = stratified_split(y_train, params["val_fraction"], rng, params.get("min_val_per_class", 0))
     tr = tr[stratified_subset(y_train[tr], params["max_train"], rng)]
     te = stratified_subset(y_test, params["max_test"], rng)
     return Dataset(

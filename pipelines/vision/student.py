@@ -12,7 +12,29 @@ from pipelines.vision.tfk import keras
 
 # What a search result may leave out: these build exactly the original student family.
 STUDENT_DEFAULTS = {"kernel_size": 3, "block": "separable", "expansion": 1, "squeeze_excite": False,
-                    "width_multiplier": 1.0, "stem_stride": False}  # fmt: skip
+                    "width_multiplier": 1.0, "stem_stride": False, "stem_downsample": 1}  # fmt: skip
+
+# The blocks after the stem work best on feature maps of about this many pixels a side.
+BLOCK_MAP_PX = (7, 14)
+
+
+def stem_downsamples(input_shape: tuple[int, ...], arch: dict) -> list[int]:
+    """The extra stem downsampling factors (1, 2, 4, ...; each stem conv can stride once) that bring
+    the blocks' feature maps to `BLOCK_MAP_PX` for this input; the cheapest factor above that range
+    when none falls in it."""
+    side = min(input_shape[0], input_shape[1]) / 2 ** len(arch["stem_widths"])
+    factors = [2**i for i in range(len(arch["stem_widths"]) + 1)]
+    fits = [f for f in factors if BLOCK_MAP_PX[0] <= side / f <= BLOCK_MAP_PX[1]]
+    return fits or [next((f for f in factors if side / f <= BLOCK_MAP_PX[1]), factors[-1])]
+
+
+def resolve_arch(input_shape: tuple[int, ...], arch: dict) -> dict:
+    """`arch` with defaults filled in and `stem_downsample: auto` replaced by the factor for this
+    input (the smallest of `stem_downsamples`)."""
+    arch = {**STUDENT_DEFAULTS, **arch}
+    if arch["stem_downsample"] == "auto":
+        arch["stem_downsample"] = stem_downsamples(input_shape, arch)[0]
+    return arch
 
 
 def student_arch(params: dict, arch_path: str | None) -> dict:
@@ -59,17 +81,23 @@ def build_student(input_shape: tuple[int, ...], num_classes: int, arch: dict) ->
     depthwise (or standard) conv: global average pool, Dense(c/4) ReLU, Dense(c) sigmoid, reshape,
     multiply; every op of it converts to full-integer int8 TFLite. `stem_stride` makes the first
     stem conv stride 2 instead of conv + max-pool, which spares the slowest int8 kernel of x86
-    XNNPACK (a conv from one input channel at full resolution). Keys left out take
-    `STUDENT_DEFAULTS`, which build the original family.
+    XNNPACK (a conv from one input channel at full resolution). `stem_downsample` d (a power of 2,
+    or `auto` for the input's size) makes the first log2(d) stem convs that do not stride already
+    stride 2 as well, so a large input reaches the blocks at about 7 to 14 pixels a side. Keys
+    left out take `STUDENT_DEFAULTS`, which build the original family.
     """
-    arch = {**STUDENT_DEFAULTS, **arch}
+    arch = resolve_arch(input_shape, arch)
     bn, mult = arch["bn_momentum"], float(arch["width_multiplier"])
+    extra = int(arch["stem_downsample"]).bit_length() - 1
+    if 2**extra != arch["stem_downsample"] or extra > len(arch["stem_widths"]):
+        raise UserError(f"student.stem_downsample must be 'auto' or a power of 2 up to {2 ** len(arch['stem_widths'])} "
+                        f"with these stem_widths, got {arch['stem_downsample']}")  # fmt: skip
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for i, width in enumerate(arch["stem_widths"]):
-        strided = i == 0 and arch["stem_stride"]
-        x = layers.Conv2D(scaled_width(width, mult), 3, strides=2 if strided else 1, padding="same", use_bias=False,
+        strided = i == 0 and arch["stem_stride"] and extra == 0  # a strided conv instead of conv + pool
+        x = layers.Conv2D(scaled_width(width, mult), 3, strides=2 if strided or i < extra else 1, padding="same", use_bias=False,
                           name=f"stem{i}_conv")(x)  # fmt: skip
         x = layers.BatchNormalization(momentum=bn, name=f"stem{i}_bn")(x)
         x = layers.ReLU(name=f"stem{i}_relu")(x)

@@ -37,11 +37,11 @@ from pipelines.vision.search.space import (
     values_hash,
     values_of,
 )
-from pipelines.vision.search.tuner import ATTEMPTS, NOT_HASHED, RECORD, ArchTuner, project_name, role
+from pipelines.vision.search.tuner import ATTEMPTS, NOT_HASHED, RECORD, ArchTuner, auto_limits, project_name, role
 
 __all__ = [
     "ATTEMPTS", "CSV_COLUMNS", "FINGERPRINT_SEED", "LIMITS", "NOT_HASHED", "OBJECTIVE", "PROBE_IMAGES", "RECORD",
-    "SEARCH_BLOCKS", "SEARCH_HEADS", "ArchTuner", "EvolutionOracle", "arch_from_values", "best", "build_fingerprinted",
+    "SEARCH_BLOCKS", "SEARCH_HEADS", "ArchTuner", "EvolutionOracle", "arch_from_values", "auto_limits", "best", "build_fingerprinted",
     "chosen", "collect", "csv_row", "define_space", "file_costs", "fingerprint", "make_oracle", "mnas_reward",
     "objective_score", "over_limits", "probe_batch", "project_name", "role", "search_space", "summary",
     "trial_metrics", "values_hash", "values_of",

@@ -27,13 +27,19 @@ FINGERPRINT_SEED = 1234  # the weights every fingerprinted model is built with
 PROBE_IMAGES = 8
 
 
-def search_space(p: Mapping[str, Any]) -> dict[str, Any]:
-    """The search space from the `search` params (the rules between keys are the schema's)."""
+def search_space(p: Mapping[str, Any], input_shape: Sequence[int], student: Mapping[str, Any]) -> dict[str, Any]:
+    """The search space from the `search` params (the rules between keys are the schema's) for
+    this input shape: `stem_downsamples: auto` are the factors that suit it (`stem_downsamples`)."""
     from pipelines.common.params import comma_list
+    from pipelines.vision.student import stem_downsamples
 
     space = {k: p[k] for k in ("kernel_sizes", "expansions", "squeeze_excite", "stem_stride", "width_percents", "depths", "widths")}
     for key, allowed in (("blocks", SEARCH_BLOCKS), ("heads", SEARCH_HEADS)):
         space[key] = comma_list(p[key], f"search.{key}", allowed, required=True)
+    factors = p["stem_downsamples"]
+    if factors == "auto":
+        factors = stem_downsamples(tuple(input_shape), dict(student))
+    space["stem_downsamples"] = sorted(set(factors))
     return space
 
 
@@ -48,6 +54,8 @@ def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperPa
     hp.Choice("squeeze_excite", se)
     hp.Choice("stem_stride", {"never": [False], "always": [True], "both": [False, True]}[space["stem_stride"]])
     hp.Choice("width_percent", list(space["width_percents"]))
+    if len(space["stem_downsamples"]) > 1:  # one factor is no choice: the student's own applies
+        hp.Choice("stem_downsample", list(space["stem_downsamples"]))
     depths = sorted(space["depths"])
     hp.Choice("depth", depths)
     for i in range(max(depths)):
@@ -60,7 +68,9 @@ def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperPa
 def arch_from_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's hyperparameters as `student` keys (what `distill --arch` reads)."""
     block = values["block"]
+    extra = {"stem_downsample": int(values["stem_downsample"])} if "stem_downsample" in values else {}
     return {
+        **extra,
         "ds_widths": [int(values[f"width{i}"]) for i in range(int(values["depth"]))],
         "head": values["head"],
         "kernel_size": int(values["kernel_size"]),
@@ -97,7 +107,8 @@ def build_fingerprinted(build: Callable[[], keras.Model]) -> keras.Model:
 
 
 def values_of(student: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The hyperparameters that build `student`, or None when the space cannot express it."""
+    """The hyperparameters that build `student` (its `stem_downsample` resolved for the input), or
+    None when the space cannot express it."""
     from pipelines.vision.student import STUDENT_DEFAULTS
 
     s = {**STUDENT_DEFAULTS, **student}
@@ -107,6 +118,8 @@ def values_of(student: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str,
               **{f"width{i}": w for i, w in enumerate(widths)}}  # fmt: skip
     if s["block"] == "separable":
         values["expansion"] = s["expansion"]
+    if len(space["stem_downsamples"]) > 1:
+        values["stem_downsample"] = s["stem_downsample"]
     hp = define_space(kt.HyperParameters(), space)
     hp.values.update(values)
     for h in hp.space:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,7 @@ class ArchTuner(kt.Tuner):
     Args:
         data: x_train, y_train (the trial subset), x_val, y_val uint8 images (N, H, W, C) and their labels.
         student: the `student` params; a trial's values override its keys.
-        p: the `search` params.
+        p: the `search` params; `max_*` limits given as `auto` are resolved here (`self.auto`).
         profile: the device profile for predicted latency.
         bench_settings: keyword arguments of `pipelines.edge.bench.benchmark` for measured latency.
         seed: every trial's model is initialised and trained from this seed.
@@ -72,6 +74,9 @@ class ArchTuner(kt.Tuner):
         self.profile, self.bench_settings, self.seed = dict(profile), dict(bench_settings), seed
         self.representative = data["x_train"][:100]
         self.num_classes = int(max(data["y_train"].max(), data["y_val"].max()) + 1)
+        self.auto = auto_limits(self.p, self.student, tuple(data["x_train"].shape[1:]), self.num_classes,
+                                self.representative, self.profile, self.bench_settings)  # fmt: skip
+        self.p.update({k: how["value"] for k, how in self.auto.items()})
 
     def build_model(self, values: Mapping[str, Any]) -> keras.Model:
         from pipelines.vision.student import build_student
@@ -126,6 +131,21 @@ class ArchTuner(kt.Tuner):
         metrics.update({k: float(v) for k, v in costs.items() if v is not None})
         return metrics
 
+    def _try_run_and_update_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> None:
+        """keras-tuner's, but a rejected trial (FailedTrialError) is the one line `_reject` logged,
+        not a traceback: keras-tuner prints one for every failed trial (its config.DEBUG is on)."""
+        status = kt.engine.trial.TrialStatus
+        try:
+            self._run_and_update_trial(trial, *args, **kwargs)
+            trial.status = status.COMPLETED
+        except kt.errors.FatalError:
+            raise
+        except kt.errors.FailedTrialError as exc:
+            trial.status, trial.message = status.FAILED, str(exc)
+        except Exception:  # a crash: kept with its traceback, and retried as keras-tuner does
+            log.exception("search: trial %s crashed", trial.trial_id)
+            trial.status, trial.message = status.INVALID, traceback.format_exc()
+
     def _reject(self, record: dict, costs: Mapping[str, Any], broken: list[str], when: str, started: float,
                 folder: Path) -> None:  # fmt: skip
         record.update(costs, status="infeasible", rejected=when, reason="; ".join(broken),
@@ -134,6 +154,32 @@ class ArchTuner(kt.Tuner):
         log.info("search: trial %s %s infeasible %s: %s", record["trial_id"], _short(record["arch"]), when,
                  record["reason"])  # fmt: skip
         raise kt.errors.FailedTrialError(f"infeasible {when}: {record['reason']}")
+
+
+def auto_limits(p: Mapping[str, Any], student: Mapping[str, Any], shape: tuple[int, ...], num_classes: int,
+                representative: np.ndarray, profile: Mapping[str, Any], bench_settings: Mapping[str, Any]) -> dict:  # fmt: skip
+    """The `search.max_*` limits given as `auto`, each the default student's (`student` params)
+    figure at this input shape x (1 + `auto_margin`), taken from its untrained int8 file as every
+    trial's are: {limit: {"value", "default_student", "margin"}}."""
+    from pipelines.vision import convert
+    from pipelines.vision.student import build_student
+
+    wanted = [k for k in LIMITS if p[k] == "auto"]
+    if not wanted:
+        return {}
+    keras.backend.clear_session()
+    seed_everything(0)
+    model = build_student(shape, num_classes, dict(student))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "default_student_int8.tflite"
+        path.write_bytes(convert.to_tflite_int8(model, representative))
+        costs = file_costs(path, p, profile, bench_settings)
+    out = {}
+    for k in wanted:
+        value = costs[LIMITS[k]] * (1 + p["auto_margin"])
+        out[k] = {"value": value if k == "max_latency_ms" else int(round(value)), "default_student": costs[LIMITS[k]],
+                  "margin": p["auto_margin"]}  # fmt: skip
+    return out
 
 
 def _write_record(folder: Path, record: Mapping[str, Any]) -> None:
