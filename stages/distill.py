@@ -3,7 +3,10 @@
 Per seed (base.seed + i, `distill.seeds` of them) a baseline student (labels only) and a distilled
 student (the `distill` loss mix) are trained with the same architecture, data, epochs and
 optimiser; `kd_gain` is the distilled student's test accuracy minus the baseline's, in points,
-with its mean and spread over seeds. The first seed's two students are saved.
+with its mean and spread over seeds. The first seed's two students are saved, and the one the
+chain goes on with as `student.keras` (`chain.json` says which and why): the distilled student,
+unless the teacher is weaker than the labels-only students on validation data and distilling did
+not help.
 
 With `--state-dir`, each student's last finished epoch is kept there, and its result (and saved
 model) when it finishes, until the stage ends: a run that was killed trains only the students it
@@ -13,12 +16,15 @@ had not finished, each from after its last finished epoch.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 
 from pipelines.common import budget, io
 from pipelines.common.stage import Stage, resume_dir
+
+log = logging.getLogger("edgesmith.distill")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--teacher", required=True, help="trained teacher (.keras)")
     ap.add_argument("--teacher-metrics", required=True, help="metrics/teacher.json (the budget's reference)")
     ap.add_argument("--arch", help="optional JSON of student hyperparameters (e.g. a search result)")
-    ap.add_argument("--out", required=True, help="folder for student_kd.keras and student_baseline.keras")
+    ap.add_argument("--out", required=True, help="folder for student_kd.keras, student_baseline.keras, and student.keras "
+                    "with chain.json: the one the chain goes on with")
     ap.add_argument("--metrics", required=True, help="metrics/distill.json")
     ap.add_argument("--state-dir", help="keep finished epochs and students here until the stage ends: a killed run resumes")
     args = ap.parse_args(argv)
@@ -37,11 +44,14 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision import distill, kd_gain, losses, student, teacher_targets, train
         from pipelines.vision.data import Dataset
 
+        ds = Dataset.load(args.data)
         settings = st.params["distill"]
+        settings = {**settings, "epochs": train.epochs_for(len(ds.x_train), settings["batch_size"], settings["epochs"],
+                                                           settings["min_steps"])}  # fmt: skip
         arch = student.student_arch(st.params["student"], args.arch)
-        teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
-        teachers = kd_gain.load_teachers(settings, args.teacher, st.resolve, Dataset.load(args.data), st.params["teacher"],
-                                         st.seed)  # fmt: skip
+        teacher_metrics = io.read_json(args.teacher_metrics)
+        teacher_accuracy = float(teacher_metrics["test_accuracy"])
+        teachers = kd_gain.load_teachers(settings, args.teacher, st.resolve, ds, st.params["teacher"], st.seed)
         loss = losses.DistillLoss.from_params(settings)
         jobs = kd_gain.student_jobs(st.seed, settings["seeds"], loss)
         common = {"data": args.data, "arch": arch, "distill": settings, "teacher_params": st.params["teacher"],
@@ -61,10 +71,17 @@ def main(argv: list[str] | None = None) -> None:
                 job["result"] = str(work / f"{name}.json") if state else None
                 job["checkpoint"] = str(work / f"{name}.epochs") if state else None
             results = kd_gain.train_students([{**common, **job} for job in jobs], settings["workers"])
+            runs = kd_gain.seed_runs(jobs, results)
+            chain = kd_gain.chain_student(float(teacher_metrics["val_accuracy"]), runs)
             for job in jobs:
                 if job["save"]:
                     shutil.copy2(job["save"], out / f"student_{job['kind']}.keras")
-        runs = kd_gain.seed_runs(jobs, results)
+                    if job["kind"] == chain["student"]:
+                        shutil.copy2(job["save"], out / "student.keras")
+            io.write_json(out / "chain.json", chain)
+        (log.warning if chain["teacher_weaker_than_baseline"] else log.info)(
+            "distill: the chain goes on with the %s student: %s", "labels-only" if chain["student"] == "baseline"
+            else "distilled", chain["reason"])  # fmt: skip
         metrics = {
             "teacher_accuracy": teacher_accuracy,
             "teachers": len(teachers.models),
@@ -82,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             "test_accuracy": runs[0]["kd_accuracy"],
             "baseline_test_accuracy": runs[0]["baseline_accuracy"],
             "teacher_targets_seconds": round(teachers.targets_seconds, 1),
+            "chain": chain,
             "budget": budget.check("student_kd", runs[0]["kd_accuracy"], teacher_accuracy,
                                    st.params["budget"]["max_accuracy_drop"]),  # fmt: skip
         }

@@ -1,4 +1,4 @@
-"""Stage `prune`: magnitude-prune the distilled student with tfmot, fine-tuning it (with the
+"""Stage `prune`: magnitude-prune the chain's student (the distilled one, as a rule) with tfmot, fine-tuning it (with the
 distillation loss by default), strip the wrappers, and measure what pruning bought: the sparsity
 of every kernel of the saved model, the int8 file's raw and gzip-compressed size, and dense vs
 pruned int8 latency measured in the TFLite runtime in one run."""
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m stages.prune", description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="prepared dataset (.npz)")
-    ap.add_argument("--student", required=True, help="the distilled student (.keras)")
+    ap.add_argument("--student", required=True, help="the chain's student (.keras; distill's student.keras)")
+    ap.add_argument("--chain", help="distill's chain.json: a labels-only student is fine-tuned on labels, not distilled")
     ap.add_argument("--teacher", required=True, help="the teacher (.keras), for fine-tuning with the distillation loss")
     ap.add_argument("--teacher-metrics", required=True, help="metrics/teacher.json (the budget's reference)")
     ap.add_argument("--out", required=True, help="the pruned, stripped student (.keras)")
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.tfk import load_model
 
         settings = st.params["prune"]
+        chain = io.read_json(args.chain) if args.chain else {"student": "kd"}
+        if chain["student"] == "baseline" and settings["distill"]:
+            log.info("prune: fine-tuning on labels only: %s", chain.get("reason", "the chain's student is labels-only"))
+            settings = {**settings, "distill": False}
         ds = Dataset.load(args.data)
         teacher_accuracy = float(io.read_json(args.teacher_metrics)["test_accuracy"])
         dense = load_model(args.student)
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         int8 = prune.int8_dense_vs_pruned(dense, pruned, ds, st.params["benchmark"], st.seed)
         speedup = int8["dense"]["latency_p50_ms"] / int8["pruned"]["latency_p50_ms"]
         metrics = {
+            "student": chain["student"],
+            "distilled_fine_tuning": settings["distill"],
             "schedule": settings["schedule"],
             "m_by_n": settings["m_by_n"],
             "target_sparsity": settings["target_sparsity"],

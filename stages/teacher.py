@@ -14,6 +14,7 @@ import shutil
 import time
 
 from pipelines.common import io
+from pipelines.common.errors import UserError
 from pipelines.common.stage import Stage, resume_dir
 
 log = logging.getLogger("edgesmith.teacher")
@@ -34,19 +35,25 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.data import Dataset
         from pipelines.vision.evaluate import accuracy
 
-        settings = st.params["teacher"]
         ds = Dataset.load(args.data)
+        asked = st.params["teacher"]
+        epochs = train.epochs_for(len(ds.x_train), asked["batch_size"], asked["epochs"], asked["min_steps"])
+        settings = {**asked, "epochs": epochs}
         seed_everything(st.seed)
         model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), settings)
-        log.info("teacher: %d parameters, %d epochs on %d images", model.count_params(), settings["epochs"], len(ds.x_train))
+        log.info("teacher: %d parameters, %d epochs on %d images%s", model.count_params(), epochs, len(ds.x_train),
+                 f" (teacher.epochs {asked['epochs']}, raised to reach teacher.min_steps {asked['min_steps']})"
+                 if epochs > asked["epochs"] else "")  # fmt: skip
         state, callbacks, done = None, [], 0
         if args.state_dir:
             state = resume_dir(args.state_dir, {"teacher": settings, "seed": st.seed, "data": io.sha256_file(args.data)},
                                code=[__file__, train.__file__])
-            callbacks = train.resumable(state, settings["epochs"])
+            callbacks = train.resumable(state, epochs)
             done = len(train.kept_history(state / "history.csv").get("loss", []))
             if done:
-                log.info("teacher: resuming after epoch %d of %d (%s)", done, settings["epochs"], state)
+                log.info("teacher: resuming after epoch %d of %d (%s)", done, epochs, state)
+        best = train.BestWeights() if settings["select"] == "best_val" else None
+        callbacks += [best] if best else []
         t0 = time.time()
         history = train.train_classifier(model, ds.x_train, ds.y_train, ds.x_val, ds.y_val, settings, st.seed,
                                          callbacks=callbacks)  # fmt: skip
@@ -54,18 +61,31 @@ def main(argv: list[str] | None = None) -> None:
         if state:  # every epoch's row, in the order of Keras's history (that of a fit that ran them all)
             kept = train.kept_history(state / "history.csv")
             history = {k: kept[k] for k in history} if history else kept
+        kept = best.best_epoch if best and best.best_epoch else epochs
+        val_accuracy, chance = history["val_accuracy"][kept - 1], train.chance_accuracy(ds.y_val)
+        if val_accuracy < chance + settings["min_gain_over_chance"]:
+            raise UserError(
+                f"teacher: validation accuracy {val_accuracy:.1%} is within {settings['min_gain_over_chance']:.0%} of "
+                f"chance ({chance:.1%}, always the most frequent class): it learnt nothing to distil; give it more "
+                "steps (teacher.epochs, teacher.min_steps), change teacher.learning_rate or teacher.widths, or check "
+                "the labels of data.path"
+            )
         metrics = {
             "test_accuracy": accuracy(model, ds.x_test, ds.y_test),
-            "val_accuracy": history["val_accuracy"][-1],
+            "val_accuracy": val_accuracy,
+            "chance_accuracy": chance,
+            "selected_epoch": kept,
             "params": model.count_params(),
-            "epochs": settings["epochs"],
+            "epochs": epochs,
+            "steps": epochs * -(-len(ds.x_train) // settings["batch_size"]),
             "train_seconds": round(train_s, 1),
             "resumed_after_epoch": done,
         }
-        log.info("teacher: test accuracy %.4f after %.0f s", metrics["test_accuracy"], train_s)
+        log.info("teacher: test accuracy %.4f (epoch %d of %d, validation %.4f, chance %.4f) after %.0f s",
+                 metrics["test_accuracy"], kept, epochs, val_accuracy, chance, train_s)  # fmt: skip
         with io.atomic_path(args.out) as tmp:
             model.save(tmp)
-        io.write_text(args.history, train.history_csv(history, settings["epochs"]))
+        io.write_text(args.history, train.history_csv(history, epochs))
         st.finish(metrics, args.metrics, artifacts=[args.history])
         if state:
             shutil.rmtree(state)

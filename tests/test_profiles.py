@@ -52,6 +52,8 @@ def _conforms(value, schema) -> bool:
         return any(_conforms(value, s) for s in schema["anyOf"])
     if "enum" in schema:
         return value in schema["enum"]
+    if "const" in schema:
+        return value == schema["const"]
     kind = schema.get("type")
     checks = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
               "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -66,7 +68,8 @@ def _conforms(value, schema) -> bool:
     if kind == "string":
         return len(value) >= schema.get("minLength", 0)
     if kind == "array":
-        return len(value) >= schema.get("minItems", 0) and all(_conforms(v, schema["items"]) for v in value)
+        unique = not schema.get("uniqueItems") or len({json.dumps(v) for v in value}) == len(value)
+        return len(value) >= schema.get("minItems", 0) and unique and all(_conforms(v, schema["items"]) for v in value)
     if kind == "object":
         props, extra = schema.get("properties", {}), schema.get("additionalProperties", True)
         if any(k not in value for k in schema.get("required", [])) or len(value) < schema.get("minProperties", 0):
@@ -88,6 +91,9 @@ def _conforms(value, schema) -> bool:
     (lambda p: p["devices"]["profiles"]["cortex_a53"].update(bandwidth_gbs=0), False),
     (lambda p: p["teacher"].update(colour=1), False),
     (lambda p: p.pop("budget"), False),
+    (lambda p: p["search"].update(max_macs="auto"), True),
+    (lambda p: p["search"].update(max_macs="some"), False),
+    (lambda p: p["data"].update(class_names=["a", "a"]), False),
 ])  # fmt: skip
 def test_the_json_schema_agrees_with_the_schema(edit, ok):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -97,3 +97,60 @@ def test_training_stream_gives_every_image_once_per_epoch_in_a_new_order():
         assert np.array_equal(np.concatenate(labels).argmax(-1), pixels % 10)
         epochs.append(pixels)
     assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+
+
+def test_small_data_gets_enough_steps_and_chance_is_the_majority_class():
+    from pipelines.vision import train
+
+    assert train.epochs_for(58800, 128, 20, 2000) == 20  # big data: as asked
+    assert train.epochs_for(1056, 128, 20, 2000) == 223  # 9 steps an epoch: 2,007 steps
+    assert train.epochs_for(100, 128, 3, 0) == 3
+    assert train.chance_accuracy(np.array([0, 0, 0, 1])) == 0.75
+
+
+def test_best_weights_are_the_best_validation_epoch():
+    from pipelines.vision import train
+    from pipelines.vision.tfk import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    best = train.BestWeights()
+    best.set_model(model)
+    kept = {}
+    for epoch, val in enumerate([0.5, 0.8, 0.8, 0.6]):
+        model.set_weights([np.full((2, 2), epoch, np.float32), np.zeros(2, np.float32)])
+        kept[epoch] = model.get_weights()
+        best.on_epoch_end(epoch, {"val_accuracy": val})
+    best.on_train_end()
+    assert best.best_epoch == 3  # a tie goes to the later epoch
+    assert np.array_equal(model.get_weights()[0], kept[2][0])
+
+
+@pytest.mark.slow
+def test_a_teacher_at_chance_stops_the_stage_with_one_line(tmp_path):
+    """Labels that are noise: the teacher cannot beat chance, and the stage says so instead of
+    handing a useless teacher to distillation."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import QUICK, ROOT, run_env
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (400, 12, 12), dtype=np.uint8)
+    np.savez(tmp_path / "noise.npz", x_train=x[:300], y_train=rng.integers(0, 2, 300), x_test=x[300:],
+             y_test=rng.integers(0, 2, 100))  # fmt: skip
+    raw = yaml.safe_load((QUICK / "params.yaml").read_text())
+    raw["base"]["mlruns_dir"] = "mlruns"
+    raw["data"].update(source="npz", path=str(tmp_path / "noise.npz"), max_train=0, max_test=0, class_names=None)
+    raw["teacher"].update(widths=[4], dense_units=8, epochs=1, min_steps=20, min_gain_over_chance=0.2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    for cmd in (["stages.data", "--out", f"{tmp_path}/d.npz", "--metrics", f"{tmp_path}/data.json"],
+                ["stages.teacher", "--data", f"{tmp_path}/d.npz", "--out", f"{tmp_path}/teacher.keras",
+                 "--history", f"{tmp_path}/history.csv", "--metrics", f"{tmp_path}/teacher.json"]):  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", *cmd, "--params", str(tmp_path / "params.yaml")], cwd=ROOT,
+                              capture_output=True, text=True, env=run_env(), timeout=900)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "of chance" in errors[0] and "teacher.min_steps" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "teacher.keras").exists()

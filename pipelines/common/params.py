@@ -159,6 +159,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dense_dropout": Float(0.0, 0.9),
         "bn_momentum": Float(0.0, 0.999),
         "epochs": Int(1),
+        "min_steps": Int(0),  # epochs are raised until training takes at least this many optimiser steps
+        "select": Choice("best_val", "last"),  # the epoch kept: highest validation accuracy, or the last
+        "min_gain_over_chance": Float(0.0, 1.0),  # validation accuracy less than this above chance stops the pipeline
         "batch_size": Int(1),
         "learning_rate": Float(0.0, 1.0, low_open=True),
         "weight_decay": Float(0.0, 1.0),
@@ -230,6 +233,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "seeds": Int(1, 20),  # baseline and distilled student trained per seed (base.seed + i)
         "workers": Int(1, 64),  # students trained side by side in worker processes (1: one after another here)
         "epochs": Int(1),
+        "min_steps": Int(0),  # epochs are raised until every student trains at least this many steps
         "batch_size": Int(1),
         "learning_rate": Float(0.0, 1.0, low_open=True),  # Adam, cosine decay to 0
         "augment_flip": Bool,  # random horizontal flips (the teacher's outputs are precomputed for both views)

@@ -147,6 +147,8 @@ def chain_summary(quantized: Mapping[str, Any], distill: Mapping[str, Any] | Non
     if distill:
         keys = ("seeds", "kd_gain_points", "baseline_accuracy", "kd_accuracy", "student_params", "loss", "budget")
         chain["distill"] = {k: distill[k] for k in keys}
+        if "chain" in distill:  # which student the chain went on with, and why
+            chain["student"] = distill["chain"]
     if prune:
         keys = ("sparsity", "target_sparsity", "schedule", "m_by_n", "int8", "gzip_ratio", "latency_speedup", "budget")
         chain["prune"] = {k: prune[k] for k in keys}

@@ -165,3 +165,18 @@ def seed_runs(jobs: list[dict], results: list[dict]) -> list[dict]:
 def kd_gain(runs: Sequence[dict]) -> dict[str, dict]:
     """Mean, spread and 95 % interval over seeds of both students' accuracy and of the gain."""
     return {key: summarise([r[key] for r in runs]) for key in ("baseline_accuracy", "kd_accuracy", "kd_gain_points")}
+
+
+def chain_student(teacher_val_accuracy: float, runs: Sequence[dict]) -> dict:
+    """Which student the chain goes on with (prune, quantize): the distilled one, unless the teacher
+    is weaker than the labels-only students on validation data (mean over seeds) and distilling
+    did not help, in which case the labels-only student goes on and pruning fine-tunes on labels."""
+    mean = lambda key: sum(r[key] for r in runs) / len(runs)  # noqa: E731
+    baseline, kd = mean("baseline_val_accuracy"), mean("kd_val_accuracy")
+    weaker = teacher_val_accuracy < baseline
+    student = "baseline" if weaker and baseline >= kd else "kd"
+    reason = (f"the teacher's validation accuracy ({teacher_val_accuracy:.2%}) is below the labels-only students' "
+              f"({baseline:.2%}); the distilled ones reach {kd:.2%}") if weaker else (  # fmt: skip
+              f"the teacher ({teacher_val_accuracy:.2%} on validation data) beats the labels-only students ({baseline:.2%})")
+    return {"student": student, "teacher_weaker_than_baseline": weaker, "teacher_val_accuracy": teacher_val_accuracy,
+            "baseline_val_accuracy": round(baseline, 6), "kd_val_accuracy": round(kd, 6), "reason": reason}  # fmt: skip

@@ -34,6 +34,37 @@ def build_teacher(input_shape: tuple[int, ...], num_classes: int, p: dict) -> ke
     return keras.Model(inputs, logits, name="teacher")
 
 
+def epochs_for(n_images: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """`epochs`, raised so that training takes at least `min_steps` optimiser steps: a few hundred
+    images at the epochs that suit tens of thousands would leave the weights, and BatchNorm's
+    moving statistics, where they started."""
+    steps = int(np.ceil(n_images / batch_size))
+    return max(int(epochs), int(np.ceil(min_steps / max(steps, 1))))
+
+
+def chance_accuracy(y: np.ndarray) -> float:
+    """The accuracy of always answering the most frequent class of `y`."""
+    return float(np.bincount(y).max() / len(y)) if len(y) else 0.0
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest validation accuracy (the later one on a tie)
+    and puts them back when training ends; `best_epoch` is that epoch (1-based)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best, self.best_epoch, self.weights = -1.0, 0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        if value is not None and value >= self.best:
+            self.best, self.best_epoch, self.weights = float(value), epoch + 1, self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
 def to_float(x: np.ndarray) -> np.ndarray:
     """uint8 pixels to the float32 [0, 1] input every model of the pipeline takes."""
     return x.astype(np.float32) / 255.0
