@@ -180,6 +180,30 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipelines.edge import predict
+
+    results = predict.predict(args.model, args.images, top=args.top, labels=args.labels)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        shown = ", ".join(f"{t['name']} {t['probability']:.1%}" for t in r["top"])
+        print(f"{r['image']}: {shown}")
+    return 0
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from pipelines.vision import synthetic
+
+    if not 2 <= args.classes <= 100 or args.size < 8 or args.count < args.classes:
+        raise UserError("make-dataset needs 2 to 100 --classes, --size of at least 8 and at least one image per class")
+    out = synthetic.write(args.out, args.format, args.count, args.classes, args.size, args.grayscale, args.seed, args.test)
+    print(f"wrote {args.count + (args.test if args.format == 'npz' else 0)} {args.size}x{args.size} "
+          f"{'grayscale' if args.grayscale else 'RGB'} images in {args.classes} classes to {out} ({args.format})")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from pipelines.common import doctor
 
@@ -263,6 +287,25 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--check", action="store_true", help="with --profile: exit 1 if FOLDER/params.yaml is out of date")
     pa.set_defaults(func=cmd_params)
 
+    pr = sub.add_parser("predict", help="classify image files with a .tflite model (TFLite runtime only): top-k names")
+    pr.add_argument("model", help="a .tflite image classifier (its labels.txt beside it names the classes)")
+    pr.add_argument("images", nargs="+", help="image files (resized to the model's input)")
+    pr.add_argument("--top", type=int, default=3, help="classes shown per image (default 3)")
+    pr.add_argument("--labels", help="class names, one per line (default: labels.txt beside the model)")
+    pr.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    pr.set_defaults(func=cmd_predict)
+
+    md = sub.add_parser("make-dataset", help="write a generated image dataset of any shape (shapes in colours) to try the pipeline")
+    md.add_argument("out", help="folder (--format folder) or .npz file to write")
+    md.add_argument("--format", choices=("folder", "npz"), default="folder")
+    md.add_argument("--classes", type=int, default=6, help="2 to 100 (default 6)")
+    md.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    md.add_argument("--count", type=int, default=1200, help="images (training images with --format npz; default 1200)")
+    md.add_argument("--test", type=int, default=0, help="--format npz: test images besides (default 0)")
+    md.add_argument("--grayscale", action="store_true", help="one channel instead of RGB")
+    md.add_argument("--seed", type=int, default=0)
+    md.set_defaults(func=cmd_make_dataset)
+
     d = sub.add_parser("doctor", help="check the stack, dataset, runtime and tracking store")
     d.add_argument("--params", default="params.yaml")
     d.set_defaults(func=cmd_doctor)
@@ -272,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    for name in ("threads", "runs"):
+    for name in ("threads", "runs", "top"):
         if getattr(args, name, 1) < 1:
             print(f"error: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
             return 2

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     inputs = {"data": args.data, **{name: path for name, path in args.model}}
     with Stage("quantize", args.params, sections=["quantize", "budget"], inputs=inputs) as st:
+        from pipelines.edge.predict import write_labels
         from pipelines.vision import quantize_chain
         from pipelines.vision.data import Dataset
         from pipelines.vision.evaluate import accuracy
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                                                st.params["budget"]["max_accuracy_drop"], settings["eval_batch_size"])  # fmt: skip
             quantize_chain.convert_models(files, representative, comma_list(settings["float_layers"], "quantize.float_layers"))
             chain = quantize_chain.run_chain(args.chain, files, modes, representative, settings, st.seed) if args.chain else None
+            write_labels(out, ds.class_names)  # the class names travel with the .tflite files
         metrics = {"test_count": int(len(ds.y_test)), "reference_accuracy": reference, "models": files.entries}
         if chain:
             metrics["chain"] = chain

@@ -201,3 +201,59 @@ def test_one_p50_definition_for_both_pipelines_the_quietest_window():
     assert latency_stats([busy])["latency_p50_ms"] == float(np.median(busy))  # one window: the plain median
     # the graph benchmark's rounds are its windows: the same figures from the calls in round order
     assert per_round(np.concatenate([busy, quiet]), windows=2) == stats
+
+
+def test_predict_names_the_top_classes_from_the_labels_beside_the_model(tmp_path, tiny_models, capsys):
+    """`edgesmith predict` on image files: resized to the model's input, reduced to its one channel,
+    top-k from labels.txt; no TensorFlow needed for it (the module imports only the runtime)."""
+    from PIL import Image
+
+    from pipelines import cli
+    from pipelines.edge import evaluate, predict
+
+    model = tmp_path / "m_int8.tflite"
+    model.write_bytes(tiny_models["int8"].read_bytes())
+    predict.write_labels(tmp_path, [f"bar {i}" for i in range(10)])
+    x = tiny_models["x"]
+    files = []
+    for i in range(4):
+        rgb = np.repeat(x[i], 3, axis=-1)  # an RGB file of a one-channel image, at twice the size
+        Image.fromarray(rgb).resize((32, 32), Image.NEAREST).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    results = predict.predict(model, files, top=2)
+    direct = evaluate.predict(model, x[:4]).argmax(-1)
+    assert [r["top"][0]["class"] for r in results] == direct.tolist()
+    assert all(r["top"][0]["name"] == f"bar {r['top'][0]['class']}" and len(r["top"]) == 2 for r in results)
+    assert all(1 >= r["top"][0]["probability"] >= r["top"][1]["probability"] >= 0 for r in results)
+    assert cli.main(["predict", str(model), files[0], "--top", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"{files[0]}: {results[0]['top'][0]['name']} {results[0]['top'][0]['probability']:.1%}"
+    predict.write_labels(tmp_path, ["a", "b"])
+    assert cli.main(["predict", str(model), files[0]]) == 2
+    assert "labels.txt: 2 names for 10 classes" in capsys.readouterr().err
+    assert cli.main(["predict", str(model), str(tmp_path / "missing.png")]) == 2
+
+
+def test_predict_module_needs_no_tensorflow():
+    code = ("import sys; import pipelines.edge.predict, pipelines.vision.data; "
+            "sys.exit(1 if 'tensorflow' in sys.modules or 'torch' in sys.modules else 0)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_make_dataset_writes_any_shape(tmp_path):
+    from pipelines import cli
+    from pipelines.vision import data, synthetic
+
+    assert cli.main(["make-dataset", str(tmp_path / "f"), "--classes", "3", "--size", "20", "--count", "30"]) == 0
+    ds = data.prepare({"source": "folder", "path": str(tmp_path / "f"), "val_fraction": 0.1, "min_val_per_class": 0,
+                       "test_fraction": 0.2, "color": "auto", "image_size": None, "class_names": None,
+                       "max_train": 0, "max_test": 0}, seed=0)  # fmt: skip
+    assert ds.x_train.shape[1:] == (20, 20, 3) and ds.class_names == sorted(synthetic.class_names(3))
+    synthetic.write(tmp_path / "g.npz", "npz", 200, 100, 12, grayscale=True, test=100)
+    with np.load(tmp_path / "g.npz") as z:
+        assert z["x_train"].shape == (200, 12, 12, 1) and z["x_test"].shape == (100, 12, 12, 1)
+        assert np.bincount(np.concatenate([z["y_train"], z["y_test"]])).tolist() == [3] * 100
+        assert list(z["class_names"][:11]) == [*synthetic.class_names(100)[:11]] and z["class_names"][10] == "circle-1"
+    a, _ = synthetic.make_images(5, 4, 16, seed=1)
+    b, _ = synthetic.make_images(5, 4, 16, seed=1)
+    assert np.array_equal(a, b) and a.std() > 10
+    assert cli.main(["make-dataset", str(tmp_path / "h"), "--classes", "1"]) == 2

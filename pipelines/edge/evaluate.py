@@ -10,12 +10,14 @@ from pipelines.edge import runtime
 
 
 def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int = 2) -> np.ndarray:
-    """Model outputs (dequantized to float32) for float32 inputs `x`, in batches."""
+    """Model outputs (dequantized to float32) for inputs `x`, in batches: float32 as they are,
+    uint8 images scaled to [0, 1] batch by batch."""
     interpreter = runtime.load(path, threads=threads)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs, current = [], None
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
+        batch = batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch
         if current != len(batch):
             interpreter.resize_tensor_input(inp["index"], [len(batch), *inp["shape"][1:]])
             interpreter.allocate_tensors()
@@ -29,8 +31,7 @@ def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int
 
 def accuracy(path: str | Path, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
     """Top-1 accuracy of the model on uint8 images scaled to [0, 1], as in training."""
-    x = x_uint8.astype(np.float32) / 255.0
-    return float((predict(path, x, batch_size).argmax(-1) == y).mean())
+    return float((predict(path, x_uint8, batch_size).argmax(-1) == y).mean())
 
 
 def tensor_dtypes(path: str | Path) -> dict:

@@ -74,7 +74,6 @@ def fit_student(
     schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
     optimizer = keras.optimizers.Adam(schedule)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    x_all = to_float(x_train)
     rng = np.random.default_rng(seed)
 
     trainable = list(student.trainable_variables)
@@ -126,7 +125,7 @@ def fit_student(
                     value += loss.rkd_angle_weight * rkd_angle_loss(s_e, t_e)
         return value, s_logits
 
-    sig = [tf.TensorSpec([None, *x_all.shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64),
+    sig = [tf.TensorSpec([None, *x_train.shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64),
            tf.TensorSpec([None, num_classes], tf.float32), tf.TensorSpec([None, num_classes], tf.float32),
            tuple(tf.TensorSpec([None, a.shape[-1]], tf.float32) for a in extras)]  # fmt: skip
 
@@ -154,7 +153,7 @@ def fit_student(
         total, correct = 0.0, 0.0
         for b in range(steps):
             idx = order[b * p["batch_size"] : (b + 1) * p["batch_size"]]
-            xb = x_all[idx]
+            xb = to_float(x_train[idx])  # uint8 until the batch is formed
             fb = flip[idx]
             xb[fb] = xb[fb][:, :, ::-1, :]
             if targets is not None:

@@ -18,7 +18,6 @@ import tensorflow_model_optimization as tfmot
 from pipelines.vision import convert
 from pipelines.vision.convert import representative_dataset
 from pipelines.vision.tfk import keras, tf
-from pipelines.vision.train import to_float
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,8 @@ def train_quantization_aware(
     steps = int(np.ceil(len(x_uint8) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(epochs * steps, 1))
     qat.compile(keras.optimizers.Adam(schedule), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    data = tf.data.Dataset.from_tensor_slices((to_float(x_uint8), y.astype(np.int64)))
-    data = data.shuffle(len(x_uint8), seed=seed).batch(batch_size)
+    data = tf.data.Dataset.from_tensor_slices((x_uint8, y.astype(np.int64)))
+    data = data.shuffle(len(x_uint8), seed=seed).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).batch(batch_size)
     qat.fit(data, epochs=epochs, verbose=0)
 
 

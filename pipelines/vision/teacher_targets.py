@@ -43,16 +43,24 @@ def teacher_targets(
     """Averaged softened outputs (at T, of z-scored logits with `standardise`) and averaged raw
     logits of every teacher, unaugmented and flipped; with `features`, the first teacher's
     attention maps and embedding as well."""
-    views = [to_float(x_uint8)]
-    if flips:
-        views.append(views[0][:, :, ::-1, :])
+    n_views = 2 if flips else 1
+    member_logits: list[list[list[np.ndarray]]] = [[[] for _ in teachers] for _ in range(n_views)]
+    chunk = batch_size * 16  # images made float at a time; a multiple of the batch, so batches are as one pass's
+    for start in range(0, len(x_uint8), chunk):
+        view = to_float(x_uint8[start : start + chunk])
+        for v in range(n_views):
+            for t, teacher in enumerate(teachers):
+                member_logits[v][t].append(teacher.predict(view if v == 0 else view[:, :, ::-1, :], batch_size=batch_size,
+                                                           verbose=0))  # fmt: skip
     probs, logits = [], []
-    for view in views:
-        member_logits = [t.predict(view, batch_size=batch_size, verbose=0) for t in teachers]
-        probs.append(np.mean([soft_targets(z, temperature, standardise).numpy() for z in member_logits], axis=0))
-        logits.append(np.mean(member_logits, axis=0))
+    for per_view in member_logits:
+        z_views = [np.concatenate(parts) for parts in per_view]
+        probs.append(np.mean([soft_targets(z, temperature, standardise).numpy() for z in z_views], axis=0))
+        logits.append(np.mean(z_views, axis=0))
     targets = TeacherTargets(np.stack(probs).astype(np.float32), np.stack(logits).astype(np.float32))
     if features:
+        views = [to_float(x_uint8)]
+        views += [views[0][:, :, ::-1, :]] if flips else []
         targets.attention, targets.embedding = teacher_maps(teachers[0], views, batch_size)
     return targets
 

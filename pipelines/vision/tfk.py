@@ -8,12 +8,15 @@ vision module imports `tf` and `keras` from here and nowhere else.
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path  # noqa: E402
 
 from pipelines.common import quiet  # noqa: E402
 from pipelines.common.errors import ModelFileError  # noqa: E402
+
+# TensorFlow's native messages of every level are held back, its benign start-up errors too
+# (cuInit, NodeDef attributes), unless EDGESMITH_VERBOSE: real failures reach the stage as exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if quiet.verbose() else "3")
 
 with quiet.native_stderr():
     import tensorflow as tf

@@ -101,14 +101,17 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def training_stream(x: np.ndarray, y: np.ndarray, p: dict, seed: int, num_classes: int) -> tf.data.Dataset:
-    """Shuffled, augmented, batched (image, one-hot) pairs, repeated without end.
+    """Shuffled, augmented, batched (image, one-hot) pairs, repeated without end. The images stay
+    uint8 until an element is taken: memory holds one copy of the data, not four times its size.
 
     Batching comes before the repeat, so every run of ceil(n / batch_size) batches is one epoch
     holding each image once. One iterator serves the whole fit: a new one per epoch (what Keras
     builds by default) costs a pass over the shuffle buffer between epochs.
     """
-    data = tf.data.Dataset.from_tensor_slices((to_float(x), tf.one_hot(y, num_classes)))
+    data = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
     data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    data = data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, tf.one_hot(label, num_classes)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
     if p["augment_flip"] or p["augment_shift"]:
         aug = _augment(p["augment_flip"], p["augment_shift"], tuple(x.shape[1:]), seed)
         data = data.map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -199,17 +202,13 @@ def snapshot_ensemble(
 
 
 
-def resumable(state: Path, epochs: int) -> list[keras.callbacks.Callback]:
+def resumable(state: Path) -> list[keras.callbacks.Callback]:
     """Callbacks that keep each finished epoch in `state`: its history row first (CSVLogger), then
     the weights, optimiser state and epoch (BackupAndRestore, which puts them back when the next
     fit starts). A kill between the two repeats that epoch; it never loses one."""
 
-    class Kept(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            log.info("teacher: epoch %d of %d kept for a resume", epoch + 1, epochs)
-
     return [keras.callbacks.CSVLogger(str(state / "history.csv"), append=True),
-            keras.callbacks.BackupAndRestore(str(state / "backup")), Kept()]  # fmt: skip
+            keras.callbacks.BackupAndRestore(str(state / "backup"))]  # fmt: skip
 
 
 def kept_history(path: Path) -> dict[str, list[float]]:
