@@ -210,6 +210,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "latency_source": Choice("measured", "predicted"),  # measured on this host, or the device profile's roofline
         "device": Str,  # a devices.profiles name (predicted latency)
         "epochs": Int(1),  # training epochs per trial (hyperband: the most a trial gets)
+        "min_steps": Int(0),  # a trial's epochs are raised until it trains at least this many steps
         "train_samples": Int(0),  # training images per trial (a seeded subset; 0: all)
         "batch_size": Int(1),
         "learning_rate": Float(0.0, 1.0, low_open=True),  # Adam, cosine decay to 0

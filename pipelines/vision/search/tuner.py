@@ -108,6 +108,8 @@ class ArchTuner(kt.Tuner):
             if broken:
                 self._reject(record, costs, broken, "before training", started, folder)
         epochs = int(values.get("tuner/epochs", self.p["epochs"]))
+        if "tuner/epochs" not in values:  # hyperband's own budget stays as it is
+            epochs = train.epochs_for(len(self.data["x_train"]), self.p["batch_size"], epochs, self.p["min_steps"])
         settings = {"epochs": epochs, "batch_size": self.p["batch_size"], "learning_rate": self.p["learning_rate"],
                     "weight_decay": 0.0, "label_smoothing": 0.0, "augment_flip": False, "augment_shift": 0}  # fmt: skip
         d = self.data
