@@ -5,8 +5,7 @@ student (the `distill` loss mix) are trained with the same architecture, data, e
 optimiser; `kd_gain` is the distilled student's test accuracy minus the baseline's, in points,
 with its mean and spread over seeds. The first seed's two students are saved, and the one the
 chain goes on with as `student.keras` (`chain.json` says which and why): the distilled student,
-unless the teacher is weaker than the labels-only students on validation data and distilling did
-not help.
+unless distilling lowered validation accuracy.
 
 With `--state-dir`, each student's last finished epoch is kept there, and its result (and saved
 model) when it finishes, until the stage ends: a run that was killed trains only the students it
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                     if job["kind"] == chain["student"]:
                         shutil.copy2(job["save"], out / "student.keras")
             io.write_json(out / "chain.json", chain)
-        (log.warning if chain["teacher_weaker_than_baseline"] else log.info)(
+        (log.info if chain["student"] == "kd" and not chain["teacher_weaker_than_baseline"] else log.warning)(
             "distill: the chain goes on with the %s student: %s", "labels-only" if chain["student"] == "baseline"
             else "distilled", chain["reason"])  # fmt: skip
         metrics = {

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.state_dir:
             state = resume_dir(args.state_dir, {"teacher": settings, "seed": st.seed, "data": io.sha256_file(args.data)},
                                code=[__file__, train.__file__])
-            callbacks = train.resumable(state)
+            callbacks = train.resumable(state, epochs)
             done = len(train.kept_history(state / "history.csv").get("loss", []))
             if done:
                 log.info("teacher: resuming after epoch %d of %d (%s)", done, epochs, state)

@@ -70,7 +70,7 @@ def _fit(state, stop_after=None):
     p = {**P, "epochs": 3}
     seed_everything(3)
     model = train.build_teacher((16, 16, 1), 10, p)
-    callbacks = [*(resumable(state) if state else []), *([Stop()] if stop_after else [])]
+    callbacks = [*(resumable(state, p["epochs"]) if state else []), *([Stop()] if stop_after else [])]
     history = train.train_classifier(model, x[:200], y[:200], x[200:], y[200:], p, 3, callbacks=callbacks)
     return model, history
 

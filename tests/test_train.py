@@ -154,3 +154,14 @@ def test_a_teacher_at_chance_stops_the_stage_with_one_line(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "of chance" in errors[0] and "teacher.min_steps" in errors[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "teacher.keras").exists()
+
+
+@pytest.mark.parametrize("side, widths, last_map", [(28, [32, 64], 7), (32, [32, 64], 8), (64, [32, 64, 128], 8),
+                                                    (96, [32, 64, 128, 256], 6), (25, [32, 64], 6)])  # fmt: skip
+def test_teacher_widths_auto_follow_the_input_size(side, widths, last_map):
+    from pipelines.vision import train
+
+    assert train.teacher_widths((side, side, 3), "auto") == widths
+    model = train.build_teacher((side, side, 3), 4, {**P, "widths": "auto"})
+    assert model.get_layer("flatten").input_shape[1:3] == (last_map, last_map)
+    assert train.teacher_widths((side, side, 3), [8]) == [8]

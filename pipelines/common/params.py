@@ -152,7 +152,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_test": Int(0),
     },
     "teacher": {
-        "widths": Field("int_list", 1, 1024, min_items=1),  # one conv block per entry
+        "widths": Field("int_list", 1, 1024, min_items=1, auto=True),  # one conv block per entry; auto: by input size
         "convs_per_block": Int(1, 4),
         "dropout": Float(0.0, 0.9),
         "dense_units": Int(1),
@@ -259,6 +259,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "schedule": Choice("polynomial", "constant"),  # PolynomialDecay from 0, or ConstantSparsity
         "m_by_n": Choice("none", "2:4"),  # structured sparsity (2 of every 4 weights zero) instead
         "epochs": Int(1),  # fine-tuning epochs while pruning
+        "min_steps": Int(0),  # epochs are raised until fine-tuning takes at least this many steps
         "updates_per_epoch": Int(1),  # mask updates per epoch: frequency = steps per epoch // this
         "batch_size": Int(1),
         "learning_rate": Float(0.0, 1.0, low_open=True),
@@ -269,6 +270,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "eval_batch_size": Int(1, 100000),
         "chain_modes": OptStr,  # extra conversions of the chain's model: comma-separated dynamic, float16, qat
         "qat_epochs": Int(1),  # quantization-aware fine-tuning (pruning-preserving on a pruned model)
+        "qat_min_steps": Int(0),  # qat_epochs are raised until it takes at least this many steps
         "qat_learning_rate": Float(0.0, 1.0, low_open=True),
         "float_layers": OptStr,  # Keras layer names kept in float in each model's extra `_mixed_int8` file
         "selective_max_layers": Int(0),  # at most this many layers kept in float when int8 breaks the budget

@@ -168,15 +168,18 @@ def kd_gain(runs: Sequence[dict]) -> dict[str, dict]:
 
 
 def chain_student(teacher_val_accuracy: float, runs: Sequence[dict]) -> dict:
-    """Which student the chain goes on with (prune, quantize): the distilled one, unless the teacher
-    is weaker than the labels-only students on validation data (mean over seeds) and distilling
-    did not help, in which case the labels-only student goes on and pruning fine-tunes on labels."""
+    """Which student the chain goes on with (prune, quantize): the distilled one when distilling
+    did not lower validation accuracy (mean over seeds), else the labels-only one, which pruning
+    then fine-tunes on labels. Whether the teacher is weaker than the labels-only students is said
+    too: distilling from such a teacher is the usual reason it does not help."""
     mean = lambda key: sum(r[key] for r in runs) / len(runs)  # noqa: E731
     baseline, kd = mean("baseline_val_accuracy"), mean("kd_val_accuracy")
     weaker = teacher_val_accuracy < baseline
-    student = "baseline" if weaker and baseline >= kd else "kd"
-    reason = (f"the teacher's validation accuracy ({teacher_val_accuracy:.2%}) is below the labels-only students' "
-              f"({baseline:.2%}); the distilled ones reach {kd:.2%}") if weaker else (  # fmt: skip
-              f"the teacher ({teacher_val_accuracy:.2%} on validation data) beats the labels-only students ({baseline:.2%})")
+    student = "kd" if kd >= baseline else "baseline"
+    said = f"on validation data the teacher reaches {teacher_val_accuracy:.2%}, the labels-only students {baseline:.2%}, " \
+           f"the distilled ones {kd:.2%}"  # fmt: skip
+    reason = ("distillation helped: " if student == "kd" else "distillation lowered accuracy: ") + said
+    if weaker:
+        reason += "; the teacher is weaker than its students (teacher.* params: more steps, widths, augmentation)"
     return {"student": student, "teacher_weaker_than_baseline": weaker, "teacher_val_accuracy": teacher_val_accuracy,
             "baseline_val_accuracy": round(baseline, 6), "kd_val_accuracy": round(kd, 6), "reason": reason}  # fmt: skip

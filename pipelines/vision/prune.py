@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
-from pipelines.vision.tfk import keras
+from pipelines.vision.tfk import keras, tfmot
 
 KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
@@ -118,6 +117,9 @@ def prune_student(dense: keras.Model, ds, p: dict, distill_p: dict, teacher_path
     if loss.uses_teacher:
         targets = teacher_targets([load_model(teacher_path)], ds.x_train, distill_p["temperature"],
                                   distill_p["augment_flip"], standardise=distill_p["logit_standardize"])  # fmt: skip
+    from pipelines.vision.train import epochs_for
+
+    p = {**p, "epochs": epochs_for(len(ds.x_train), p["batch_size"], p["epochs"], p["min_steps"])}
     steps = int(np.ceil(len(ds.x_train) / p["batch_size"]))
     sched, frequency = schedule(p["schedule"], p["target_sparsity"], steps * p["epochs"], p["updates_per_epoch"], steps)
     wrapped = prunable(dense, sched, (2, 4) if p["m_by_n"] == "2:4" else None)

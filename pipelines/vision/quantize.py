@@ -13,11 +13,10 @@ import logging
 import math
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
 from pipelines.vision import convert
 from pipelines.vision.convert import representative_dataset
-from pipelines.vision.tfk import keras, tf
+from pipelines.vision.tfk import keras, tf, tfmot
 
 log = logging.getLogger(__name__)
 

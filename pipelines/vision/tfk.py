@@ -2,7 +2,7 @@
 models are loaded through it too.
 
 `TF_USE_LEGACY_KERAS=1` must be set before TensorFlow is first imported, so every
-vision module imports `tf` and `keras` from here and nowhere else.
+vision module imports `tf`, `keras` and `tfmot` from here and nowhere else.
 """
 
 import os
@@ -22,12 +22,24 @@ with quiet.native_stderr():
     import tensorflow as tf
     import tf_keras as keras
 if not quiet.verbose():
+    import warnings
+
     import absl.logging
 
     tf.get_logger().setLevel("ERROR")
     absl.logging.set_verbosity(absl.logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(tensorflow|tf_keras|tensorflow_model_optimization)(\.|$)")
 
-__all__ = ["tf", "keras", "load_model"]
+__all__ = ["tf", "keras", "load_model"]  # and `tfmot`, through __getattr__
+
+
+def __getattr__(name: str):
+    """`tfmot` (tensorflow-model-optimization), imported on first use after the settings above."""
+    if name == "tfmot":
+        with quiet.native_stderr():
+            import tensorflow_model_optimization as tfmot
+        return tfmot
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -16,11 +16,23 @@ from pipelines.vision.tfk import keras, tf
 log = logging.getLogger(__name__)
 
 
+def teacher_widths(input_shape: tuple[int, ...], widths: list[int] | str) -> list[int]:
+    """`teacher.widths`, or for `auto` the fewest blocks (at least 2) that pool the input down to at
+    most 8 pixels a side, widths doubling from 32 up to 256: [32, 64] at 28x28 or 32x32, [32, 64,
+    128] at 64x64, [32, 64, 128, 256] at 96x96."""
+    if widths != "auto":
+        return list(widths)
+    side, blocks = min(input_shape[0], input_shape[1]), 2
+    while side / 2**blocks > 8:
+        blocks += 1
+    return [min(32 * 2**b, 256) for b in range(blocks)]
+
+
 def build_teacher(input_shape: tuple[int, ...], num_classes: int, p: dict) -> keras.Model:
     """VGG-style CNN: per width, `convs_per_block` × (3×3 conv, BN, ReLU), max-pool, dropout."""
     inputs = keras.Input(input_shape, name="image")
     x = inputs
-    for b, width in enumerate(p["widths"]):
+    for b, width in enumerate(teacher_widths(input_shape, p["widths"])):
         for c in range(p["convs_per_block"]):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"b{b}_conv{c}")(x)
             x = keras.layers.BatchNormalization(momentum=p["bn_momentum"], name=f"b{b}_bn{c}")(x)
@@ -202,13 +214,17 @@ def snapshot_ensemble(
 
 
 
-def resumable(state: Path) -> list[keras.callbacks.Callback]:
+def resumable(state: Path, epochs: int) -> list[keras.callbacks.Callback]:
     """Callbacks that keep each finished epoch in `state`: its history row first (CSVLogger), then
     the weights, optimiser state and epoch (BackupAndRestore, which puts them back when the next
     fit starts). A kill between the two repeats that epoch; it never loses one."""
 
+    class Kept(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log.info("teacher: epoch %d of %d kept for a resume", epoch + 1, epochs)
+
     return [keras.callbacks.CSVLogger(str(state / "history.csv"), append=True),
-            keras.callbacks.BackupAndRestore(str(state / "backup"))]  # fmt: skip
+            keras.callbacks.BackupAndRestore(str(state / "backup")), Kept()]  # fmt: skip
 
 
 def kept_history(path: Path) -> dict[str, list[float]]:
