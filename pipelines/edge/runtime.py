@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.common import quiet
 from pipelines.common.errors import ModelFileError
 
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
@@ -88,8 +89,9 @@ def load(path: str | Path, threads: int = 1, **kwargs: Any):
     path = check_tflite(path)
     cls, _ = interpreter_class()
     try:
-        interpreter = cls(model_path=str(path), num_threads=threads, **kwargs)
-        interpreter.allocate_tensors()
+        with quiet.native_stderr():  # the runtime's "Created TensorFlow Lite XNNPACK delegate" line
+            interpreter = cls(model_path=str(path), num_threads=threads, **kwargs)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({str(exc).splitlines()[0]})") from None
     return interpreter
