@@ -21,6 +21,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras_tuner as kt  # noqa: E402
 
+from pipelines.common.rejections import LoggedRejections  # noqa: E402
 from pipelines.graph.models import build_node_model, count_params  # noqa: E402
 from pipelines.graph.train import NodeTensors, TimeLimitExceeded, fit_node_model  # noqa: E402
 
@@ -64,7 +65,7 @@ def trial_config(values: Mapping[str, Any], epochs: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class GNNTuner(kt.Tuner):
+class GNNTuner(LoggedRejections, kt.Tuner):
     """Trains one PyG node classifier per trial and scores it on validation accuracy (mean over seeds)."""
 
     def __init__(self, data: NodeTensors, epochs: int, seeds: Sequence[int], max_params: int,

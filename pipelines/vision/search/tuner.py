@@ -8,13 +8,13 @@ import logging
 import os
 import tempfile
 import time
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipelines.common.rejections import LoggedRejections
 from pipelines.common.seeding import seed_everything
 from pipelines.vision.tfk import keras
 
@@ -55,7 +55,7 @@ ATTEMPTS = "attempts.log"
 NOT_HASHED = ("max_trials", "bench_runs", "bench_seconds")
 
 
-class ArchTuner(kt.Tuner):
+class ArchTuner(LoggedRejections, kt.Tuner):
     """Builds, rejects or trains, converts and scores one student per trial.
 
     Args:
@@ -132,21 +132,6 @@ class ArchTuner(kt.Tuner):
         metrics = {OBJECTIVE: score, "val_accuracy": accuracy, "train_seconds": train_s}
         metrics.update({k: float(v) for k, v in costs.items() if v is not None})
         return metrics
-
-    def _try_run_and_update_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> None:
-        """keras-tuner's, but a rejected trial (FailedTrialError) is the one line `_reject` logged,
-        not a traceback: keras-tuner prints one for every failed trial (its config.DEBUG is on)."""
-        status = kt.engine.trial.TrialStatus
-        try:
-            self._run_and_update_trial(trial, *args, **kwargs)
-            trial.status = status.COMPLETED
-        except kt.errors.FatalError:
-            raise
-        except kt.errors.FailedTrialError as exc:
-            trial.status, trial.message = status.FAILED, str(exc)
-        except Exception:  # a crash: kept with its traceback, and retried as keras-tuner does
-            log.exception("search: trial %s crashed", trial.trial_id)
-            trial.status, trial.message = status.INVALID, traceback.format_exc()
 
     def _reject(self, record: dict, costs: Mapping[str, Any], broken: list[str], when: str, started: float,
                 folder: Path) -> None:  # fmt: skip
