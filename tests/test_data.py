@@ -7,6 +7,7 @@ out of range, empty splits; each is one clear error.
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,14 @@ def test_validation_split_is_big_enough_to_decide(idx_dir):
     sized = data.prepare(data_params("idx", idx_dir, val_fraction=0.01, min_val_per_class=20), seed=0)
     assert np.bincount(sized.y_val).tolist() == [4] * 10  # capped at a fifth of each class
     assert len(sized.y_train) + len(sized.y_val) == 200
+
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (FMNIST / "train-labels-idx1-ubyte.gz").is_file(), reason="Fashion-MNIST not installed")
+def test_fashion_mnist_is_recognised_by_content_and_other_idx_data_is_not(idx_dir):
+    fm = data.prepare(data_params("idx", FMNIST, max_train=100, max_test=50), seed=0)
+    assert fm.class_names[0] == "t-shirt/top" and fm.class_names[9] == "ankle boot"
+    y = data.read_idx(FMNIST / "train-labels-idx1-ubyte.gz")
+    assert data.is_fashion_mnist(y) and not data.is_fashion_mnist((y + 1) % 10)  # same size, other labels: MNIST-like

@@ -1,7 +1,7 @@
 """A suite of small models that span the cost model's regimes, for calibrating a host profile.
 
 Compute-bound convolutions of several widths and depths (3x3, 5x5 and pointwise, from one
-input channel to 64), memory-bound depthwise convolutions and
+or three input channels, as grayscale and RGB images give, to 64; maps from 7 to 96 pixels), memory-bound depthwise convolutions and
 fully-connected layers, and chains of tiny element-wise ops where per-operator overhead
 dominates. None of them is a pipeline model, so the pipeline's models are predicted out
 of sample.
@@ -58,6 +58,8 @@ def _pool_mix(size: int, channels: int) -> keras.Model:
 
 SUITE: dict[str, Callable[[], keras.Model]] = {
     "conv28_c1_w16": lambda: _conv_stack(28, 1, (16,)),
+    "conv96_c3_w16": lambda: _conv_stack(96, 3, (16,)),  # an RGB image's first conv at a size users bring
+    "conv32_c3_w32": lambda: _conv_stack(32, 3, (32,)),
     "conv28_c16_w32": lambda: _conv_stack(28, 16, (32,)),
     "conv14_c32_w64x2": lambda: _conv_stack(14, 32, (64, 64)),
     "conv7_c64_w128": lambda: _conv_stack(7, 64, (128,)),

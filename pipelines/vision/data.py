@@ -22,6 +22,12 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+# Fashion-MNIST's idx files are recognised by their training labels, and get its class names.
+FASHION_MNIST_LABELS_SHA256 = "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7"
+FASHION_MNIST_CLASSES = (
+    "t-shirt/top", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)  # fmt: skip
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -273,6 +279,14 @@ def stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return held
 
 
+def is_fashion_mnist(y_train: np.ndarray) -> bool:
+    """Whether these are Fashion-MNIST's 60,000 training labels (any other idx data, MNIST's
+    digits for one, is not)."""
+    import hashlib
+
+    return len(y_train) == 60000 and hashlib.sha256(y_train.astype(np.uint8).tobytes()).hexdigest() == FASHION_MNIST_LABELS_SHA256
+
+
 def image_size(params: dict) -> tuple[int, int] | None:
     """data.image_size as (height, width): [side] is square; null: keep the files' size."""
     size = params.get("image_size")
@@ -306,6 +320,7 @@ def prepare(params: dict, seed: int, base_dir: Path = Path(".")) -> Dataset:
     else:
         if source == "idx":
             x_train, y_train, x_test, y_test = load_idx(path)
+            found = list(FASHION_MNIST_CLASSES) if is_fashion_mnist(y_train) else []
         else:
             x_train, y_train, x_test, y_test, found = load_npz(path)
         if size is not None:
