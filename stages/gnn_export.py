@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     with Stage("gnn_export", args.params, sections=["graph", "gnn_export"], inputs=inputs) as st:
         from pipelines.common.seeding import seed_everything
         from pipelines.edge import evaluate
+        from pipelines.edge.predict import write_labels
         from pipelines.graph import export, store
 
         settings = st.params["gnn_export"]
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                 }  # fmt: skip
                 log.info("gnn_export: %s accuracy %.4f (PyTorch %.4f), max |logit diff| %.2g, %d bytes", path.name,
                          acc, torch_acc, files[f"student_{variant}"]["max_abs_logit_diff"], len(blob))  # fmt: skip
+            write_labels(out, [str(c) for c in range(arrays.num_classes)])  # the dataset's classes, numbered as PyG gives them
             fp32_diff = files["student_fp32"]["max_abs_logit_diff"]
             if fp32_diff > settings["fp32_tolerance"] or keras_diff > settings["fp32_tolerance"]:
                 raise UserError(
