@@ -50,16 +50,32 @@ def test_same_seed_same_weights_and_history():
     assert not all(np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights(), strict=True))
 
 
+def _data_and_teacher(params, out):
+    """The data and teacher stages in fresh processes, outputs in `out`; the last one's result
+    (the first when it fails)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, run_env
+
+    for cmd in (["stages.data", "--out", f"{out}/dataset.npz", "--metrics", f"{out}/data.json"],
+                ["stages.teacher", "--data", f"{out}/dataset.npz", "--out", f"{out}/teacher.keras",
+                 "--history", f"{out}/history.csv", "--metrics", f"{out}/teacher.json"]):  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", *cmd, "--params", str(params)], cwd=ROOT, capture_output=True,
+                              text=True, env=run_env(), timeout=900)  # fmt: skip
+        if proc.returncode != 0:
+            break
+    return proc
+
+
 @pytest.mark.slow
 def test_teacher_stage_twice_in_fresh_processes_gives_the_same_accuracy_to_the_last_digit(tmp_path, idx_dir):
     """Two separate processes, same seed, tiny data on CPU: identical metrics and per-epoch history."""
-    import subprocess
-    import sys
 
     import yaml
 
     from pipelines.common import io
-    from tests.conftest import QUICK, ROOT, run_env
+    from tests.conftest import QUICK
 
     raw = yaml.safe_load((QUICK / "params.yaml").read_text())
     raw["base"]["mlruns_dir"] = "mlruns"
@@ -69,12 +85,8 @@ def test_teacher_stage_twice_in_fresh_processes_gives_the_same_accuracy_to_the_l
     results = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt
-        for cmd in (["stages.data", "--out", f"{out}/dataset.npz", "--metrics", f"{out}/data.json"],
-                    ["stages.teacher", "--data", f"{out}/dataset.npz", "--out", f"{out}/teacher.keras",
-                     "--history", f"{out}/history.csv", "--metrics", f"{out}/teacher.json"]):  # fmt: skip
-            proc = subprocess.run([sys.executable, "-m", *cmd, "--params", str(tmp_path / "params.yaml")], cwd=ROOT,
-                                  capture_output=True, text=True, env=run_env(), timeout=900)  # fmt: skip
-            assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = _data_and_teacher(tmp_path / "params.yaml", out)
+        assert proc.returncode == 0, proc.stderr[-3000:]
         metrics = io.read_json(out / "teacher.json")
         results.append(({k: metrics[k] for k in ("test_accuracy", "val_accuracy")}, (out / "history.csv").read_text()))
     assert results[0] == results[1]
@@ -129,12 +141,10 @@ def test_best_weights_are_the_best_validation_epoch():
 def test_a_teacher_at_chance_stops_the_stage_with_one_line(tmp_path):
     """Labels that are noise: the teacher cannot beat chance, and the stage says so instead of
     handing a useless teacher to distillation."""
-    import subprocess
-    import sys
 
     import yaml
 
-    from tests.conftest import QUICK, ROOT, run_env
+    from tests.conftest import QUICK
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (400, 12, 12), dtype=np.uint8)
@@ -145,11 +155,7 @@ def test_a_teacher_at_chance_stops_the_stage_with_one_line(tmp_path):
     raw["data"].update(source="npz", path=str(tmp_path / "noise.npz"), max_train=0, max_test=0, class_names=None)
     raw["teacher"].update(widths=[4], dense_units=8, epochs=1, min_steps=20, min_gain_over_chance=0.2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    for cmd in (["stages.data", "--out", f"{tmp_path}/d.npz", "--metrics", f"{tmp_path}/data.json"],
-                ["stages.teacher", "--data", f"{tmp_path}/d.npz", "--out", f"{tmp_path}/teacher.keras",
-                 "--history", f"{tmp_path}/history.csv", "--metrics", f"{tmp_path}/teacher.json"]):  # fmt: skip
-        proc = subprocess.run([sys.executable, "-m", *cmd, "--params", str(tmp_path / "params.yaml")], cwd=ROOT,
-                              capture_output=True, text=True, env=run_env(), timeout=900)  # fmt: skip
+    proc = _data_and_teacher(tmp_path / "params.yaml", tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "of chance" in errors[0] and "teacher.min_steps" in errors[0], proc.stderr[-3000:]
