@@ -45,8 +45,6 @@ def main(argv: list[str] | None = None) -> None:
 
         ds = Dataset.load(args.data)
         settings = st.params["distill"]
-        settings = {**settings, "epochs": train.epochs_for(len(ds.x_train), settings["batch_size"], settings["epochs"],
-                                                           settings["min_steps"])}  # fmt: skip
         arch = student.student_arch(st.params["student"], args.arch)
         teacher_metrics = io.read_json(args.teacher_metrics)
         teacher_accuracy = float(teacher_metrics["test_accuracy"])

@@ -36,14 +36,14 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.vision.evaluate import accuracy
 
         ds = Dataset.load(args.data)
-        asked = st.params["teacher"]
-        epochs = train.epochs_for(len(ds.x_train), asked["batch_size"], asked["epochs"], asked["min_steps"])
-        settings = {**asked, "epochs": epochs}
+        settings = st.params["teacher"]
+        epochs = settings["epochs"]
+        passes = train.passes_per_epoch(len(ds.x_train), settings["batch_size"], epochs, settings["min_steps"])
         seed_everything(st.seed)
         model = train.build_teacher(ds.x_train.shape[1:], len(ds.class_names), settings)
         log.info("teacher: %d parameters, %d epochs on %d images%s", model.count_params(), epochs, len(ds.x_train),
-                 f" (teacher.epochs {asked['epochs']}, raised to reach teacher.min_steps {asked['min_steps']})"
-                 if epochs > asked["epochs"] else "")  # fmt: skip
+                 f", {passes} passes over them an epoch to reach teacher.min_steps {settings['min_steps']}"
+                 if passes > 1 else "")  # fmt: skip
         state, callbacks, done = None, [], 0
         if args.state_dir:
             state = resume_dir(args.state_dir, {"teacher": settings, "seed": st.seed, "data": io.sha256_file(args.data)},
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             "selected_epoch": kept,
             "params": model.count_params(),
             "epochs": epochs,
-            "steps": epochs * -(-len(ds.x_train) // settings["batch_size"]),
+            "passes_per_epoch": passes,
+            "steps": epochs * passes * -(-len(ds.x_train) // settings["batch_size"]),
             "train_seconds": round(train_s, 1),
             "resumed_after_epoch": done,
         }

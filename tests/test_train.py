@@ -114,9 +114,9 @@ def test_training_stream_gives_every_image_once_per_epoch_in_a_new_order():
 def test_small_data_gets_enough_steps_and_chance_is_the_majority_class():
     from pipelines.vision import train
 
-    assert train.epochs_for(58800, 128, 20, 2000) == 20  # big data: as asked
-    assert train.epochs_for(1056, 128, 20, 2000) == 223  # 9 steps an epoch: 2,007 steps
-    assert train.epochs_for(100, 128, 3, 0) == 3
+    assert train.passes_per_epoch(58800, 128, 20, 4000) == 1  # big data: one pass an epoch, as ever
+    assert train.passes_per_epoch(1056, 128, 20, 4000) == 23  # 9 steps a pass: 20 x 23 x 9 = 4,140 steps
+    assert train.passes_per_epoch(100, 128, 3, 0) == 1
     assert train.chance_accuracy(np.array([0, 0, 0, 1])) == 0.75
 
 

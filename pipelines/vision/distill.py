@@ -29,7 +29,7 @@ from pipelines.vision.losses import (
 )
 from pipelines.vision.teacher_targets import TeacherTargets, feature_taps, tap_model
 from pipelines.vision.tfk import keras, tf
-from pipelines.vision.train import to_float
+from pipelines.vision.train import passes_per_epoch, to_float
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def fit_student(
     Teacher outputs come precomputed in `targets`: the logits and softened outputs, and for
     attention transfer and relational KD the teacher's attention maps and embedding (made with
     `teacher_targets(..., features=True)`). Only hints, which regress whole feature maps, run
-    `teacher` on each batch. `p` holds epochs, batch_size, learning_rate and augment_flip.
+    `teacher` on each batch. `p` holds epochs, batch_size, learning_rate and augment_flip, and may
+    hold min_steps: each epoch is then as many passes over the data as `train.passes_per_epoch` says.
     `callbacks` get on_train_begin / on_train_batch_begin / on_epoch_end (what tfmot's
     UpdatePruningStep needs). Random flips pick the matching precomputed teacher outputs.
 
@@ -70,8 +71,9 @@ def fit_student(
     if loss.uses_teacher_maps and targets.embedding is None:
         raise ValueError("attention transfer and relational KD need the teacher's maps: teacher_targets(features=True)")
     n, num_classes = len(x_train), int(student.output_shape[-1])
-    steps = int(np.ceil(n / p["batch_size"]))
-    schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
+    steps = int(np.ceil(n / p["batch_size"]))  # per pass over the data
+    passes = passes_per_epoch(n, p["batch_size"], p["epochs"], p.get("min_steps", 0))
+    schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * passes * steps)
     optimizer = keras.optimizers.Adam(schedule)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     rng = np.random.default_rng(seed)
@@ -148,10 +150,12 @@ def fit_student(
     y_all = y_train.astype(np.int64)
     for epoch in range(len(history["loss"]), p["epochs"]):
         t0 = time.time()
-        order = rng.permutation(n)
-        flip = rng.random(n) < 0.5 if p["augment_flip"] else np.zeros(n, bool)
         total, correct = 0.0, 0.0
-        for b in range(steps):
+        for step in range(passes * steps):
+            b = step % steps
+            if b == 0:  # a new pass: a new order and new flips
+                order = rng.permutation(n)
+                flip = rng.random(n) < 0.5 if p["augment_flip"] else np.zeros(n, bool)
             idx = order[b * p["batch_size"] : (b + 1) * p["batch_size"]]
             xb = to_float(x_train[idx])  # uint8 until the batch is formed
             fb = flip[idx]
@@ -162,19 +166,19 @@ def fit_student(
             else:
                 probs = logits = np.zeros((len(idx), num_classes), np.float32)
             for cb in callbacks:
-                cb.on_train_batch_begin(b)
+                cb.on_train_batch_begin(step)
             value, right = train_step(xb, y_all[idx], probs, logits, tuple(a[view, idx] for a in extras))
             total += float(value) * len(idx)
             correct += float(right)
         for cb in callbacks:
             cb.on_epoch_end(epoch)
         val_acc = accuracy(student, x_val, y_val)
-        history["loss"].append(total / n)
-        history["accuracy"].append(correct / n)
+        history["loss"].append(total / (n * passes))
+        history["accuracy"].append(correct / (n * passes))
         history["val_accuracy"].append(val_acc)
         history["seconds"].append(round(time.time() - t0, 1))
         log.info("epoch %d/%d %.0fs loss=%.4f accuracy=%.4f val_accuracy=%.4f", epoch + 1, p["epochs"],
-                 history["seconds"][-1], total / n, correct / n, val_acc)  # fmt: skip
+                 history["seconds"][-1], history["loss"][-1], history["accuracy"][-1], val_acc)  # fmt: skip
         if saver:
             saver.save({"rng": rng.bit_generator.state, "history": history})
     return history

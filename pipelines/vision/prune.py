@@ -117,10 +117,10 @@ def prune_student(dense: keras.Model, ds, p: dict, distill_p: dict, teacher_path
     if loss.uses_teacher:
         targets = teacher_targets([load_model(teacher_path)], ds.x_train, distill_p["temperature"],
                                   distill_p["augment_flip"], standardise=distill_p["logit_standardize"])  # fmt: skip
-    from pipelines.vision.train import epochs_for
+    from pipelines.vision.train import passes_per_epoch
 
-    p = {**p, "epochs": epochs_for(len(ds.x_train), p["batch_size"], p["epochs"], p["min_steps"])}
-    steps = int(np.ceil(len(ds.x_train) / p["batch_size"]))
+    passes = passes_per_epoch(len(ds.x_train), p["batch_size"], p["epochs"], p["min_steps"])
+    steps = passes * int(np.ceil(len(ds.x_train) / p["batch_size"]))  # per epoch (fit_student makes the same passes)
     sched, frequency = schedule(p["schedule"], p["target_sparsity"], steps * p["epochs"], p["updates_per_epoch"], steps)
     wrapped = prunable(dense, sched, (2, 4) if p["m_by_n"] == "2:4" else None)
     t0 = time.time()

@@ -14,7 +14,6 @@ import numpy as np
 
 from pipelines.common import budget
 from pipelines.vision.tfk import keras
-from pipelines.vision.train import epochs_for
 
 log = logging.getLogger(__name__)
 CHAIN_MODES = ("dynamic", "float16", "qat")
@@ -91,8 +90,8 @@ def run_chain(name: str, files: TFLiteFiles, modes: Sequence[str], representativ
     def qat() -> dict:
         seed_everything(seed)  # dropout masks and shuffling: the same file from the same inputs
         q = quantize.quantization_aware(model, prune_preserve)
-        quantize.train_quantization_aware(q, ds.x_train, ds.y_train, epochs_for(len(ds.x_train), 128, p["qat_epochs"],
-                                           p["qat_min_steps"]), p["qat_learning_rate"], 128, seed)  # fmt: skip
+        quantize.train_quantization_aware(q, ds.x_train, ds.y_train, p["qat_epochs"], p["qat_learning_rate"], 128, seed,
+                                           min_steps=p["qat_min_steps"])  # fmt: skip
         entry = files.add(f"{name}_qat_int8", convert.to_tflite_int8(q, representative), "int8", name,
                           prune_preserving=prune_preserve)  # fmt: skip
         entry["kernel_sparsity_kept"] = sparsity if prune_preserve else 0.0

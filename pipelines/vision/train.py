@@ -46,12 +46,13 @@ def build_teacher(input_shape: tuple[int, ...], num_classes: int, p: dict) -> ke
     return keras.Model(inputs, logits, name="teacher")
 
 
-def epochs_for(n_images: int, batch_size: int, epochs: int, min_steps: int) -> int:
-    """`epochs`, raised so that training takes at least `min_steps` optimiser steps: a few hundred
-    images at the epochs that suit tens of thousands would leave the weights, and BatchNorm's
-    moving statistics, where they started."""
+def passes_per_epoch(n_images: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """Passes over the data in one epoch, so that `epochs` epochs take at least `min_steps`
+    optimiser steps: a few hundred images at the epochs that suit tens of thousands would leave
+    the weights, and BatchNorm's moving statistics, where they started. 1 on data large enough;
+    the epochs (validation, checkpoints, log lines) stay as many as asked."""
     steps = int(np.ceil(n_images / batch_size))
-    return max(int(epochs), int(np.ceil(min_steps / max(steps, 1))))
+    return max(1, int(np.ceil(min_steps / max(epochs * steps, 1))))
 
 
 def chance_accuracy(y: np.ndarray) -> float:
@@ -143,10 +144,13 @@ def train_classifier(
 ) -> dict[str, list[float]]:
     """Adam with cosine decay (or `schedule`), label smoothing and optional flip/shift augmentation.
 
-    Returns the per-epoch history (loss, accuracy, val_loss, val_accuracy).
+    An epoch is `passes_per_epoch` passes over the data when `p["min_steps"]` asks for more steps
+    than `p["epochs"]` passes give. Returns the per-epoch history (loss, accuracy, val_loss,
+    val_accuracy).
     """
     num_classes = int(model.output_shape[-1])
-    steps = int(np.ceil(len(x_train) / p["batch_size"]))
+    passes = passes_per_epoch(len(x_train), p["batch_size"], p["epochs"], p.get("min_steps", 0))
+    steps = passes * int(np.ceil(len(x_train) / p["batch_size"]))
     if schedule is None:
         schedule = keras.optimizers.schedules.CosineDecay(p["learning_rate"], decay_steps=p["epochs"] * steps)
     if p["weight_decay"] > 0:

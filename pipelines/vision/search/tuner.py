@@ -108,9 +108,9 @@ class ArchTuner(LoggedRejections, kt.Tuner):
             if broken:
                 self._reject(record, costs, broken, "before training", started, folder)
         epochs = int(values.get("tuner/epochs", self.p["epochs"]))
-        if "tuner/epochs" not in values:  # hyperband's own budget stays as it is
-            epochs = train.epochs_for(len(self.data["x_train"]), self.p["batch_size"], epochs, self.p["min_steps"])
-        settings = {"epochs": epochs, "batch_size": self.p["batch_size"], "learning_rate": self.p["learning_rate"],
+        min_steps = 0 if "tuner/epochs" in values else self.p["min_steps"]  # hyperband's own budget stays as it is
+        settings = {"epochs": epochs, "min_steps": min_steps, "batch_size": self.p["batch_size"],
+                    "learning_rate": self.p["learning_rate"],
                     "weight_decay": 0.0, "label_smoothing": 0.0, "augment_flip": False, "augment_shift": 0}  # fmt: skip
         d = self.data
         t0 = time.time()
