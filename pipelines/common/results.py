@@ -264,6 +264,9 @@ def _distill(doc: Mapping) -> str:
     out.append(f"Over the seeds: baseline {_pm(doc.get('baseline_accuracy'))} %, distilled {_pm(doc.get('kd_accuracy'))} %, "
                f"kd_gain {_pm(doc.get('kd_gain_points'), scale=1.0)} points.")  # fmt: skip
     out.append("")
+    if doc.get("chain"):
+        who = {"kd": "distilled", "baseline": "labels-only"}.get(doc["chain"]["student"], doc["chain"]["student"])
+        out += [f"The chain goes on with the {who} student (`models/students/chain.json`): {doc['chain']['reason']}.", ""]
     out.append(_budget_line(doc.get("budget")))
     out.append(f"Stage time {_minutes(doc.get('duration_s'))}, of which the teacher's targets "
                f"{_num(doc.get('teacher_targets_seconds'), '{:,.0f}')} s.")  # fmt: skip
