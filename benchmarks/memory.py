@@ -71,7 +71,7 @@ def main() -> int:
             p = json.loads(json.dumps(base))
             p["base"].update(mlruns_dir=str(work / "mlruns"), code_root=str(ROOT))
             p["data"].update(source="npz", path=str(work / "images.npz"), class_names=None)
-            p["teacher"].update(widths=[8], dense_units=16, epochs=1, min_steps=0)
+            p["teacher"].update(widths=[8], dense_units=16, epochs=1, min_steps=0, min_gain_over_chance=0.0)
             p["distill"].update(seeds=1, epochs=1, min_steps=0, workers=1)
             (work / "params.yaml").write_text(yaml.safe_dump(p))
             row = {"images": n, "size": args.size, "image_bytes": n * args.size * args.size * 3,

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             history = {k: kept[k] for k in history} if history else kept
         kept = best.best_epoch if best and best.best_epoch else epochs
         val_accuracy, chance = history["val_accuracy"][kept - 1], train.chance_accuracy(ds.y_val)
-        if val_accuracy < chance + settings["min_gain_over_chance"]:
+        if settings["min_gain_over_chance"] > 0 and val_accuracy < chance + settings["min_gain_over_chance"]:
             raise UserError(
                 f"teacher: validation accuracy {val_accuracy:.1%} is within {settings['min_gain_over_chance']:.0%} of "
                 f"chance ({chance:.1%}, always the most frequent class): it learnt nothing to distil; give it more "
