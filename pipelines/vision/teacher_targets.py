@@ -31,6 +31,9 @@ class TeacherTargets:
     embedding: np.ndarray | None = None
 
 
+CHUNK_BYTES = 128 * 2**20
+
+
 def teacher_targets(
     teachers: Sequence[keras.Model],
     x_uint8: np.ndarray,
@@ -45,7 +48,8 @@ def teacher_targets(
     attention maps and embedding as well."""
     n_views = 2 if flips else 1
     member_logits: list[list[list[np.ndarray]]] = [[[] for _ in teachers] for _ in range(n_views)]
-    chunk = batch_size * 16  # images made float at a time; a multiple of the batch, so batches are as one pass's
+    # images made float at a time: about CHUNK_BYTES, a multiple of the batch (so the batches are one pass's)
+    chunk = batch_size * max(1, CHUNK_BYTES // (4 * int(np.prod(x_uint8.shape[1:])) * batch_size))
     for start in range(0, len(x_uint8), chunk):
         view = to_float(x_uint8[start : start + chunk])
         for v in range(n_views):
