@@ -101,7 +101,7 @@ def test_the_chain_runs_on_the_users_data(runs, name):
     assert "Traceback" not in r["proc"].stdout + r["proc"].stderr
     assert "oneDNN custom operations" not in r["proc"].stdout + r["proc"].stderr
     report = io.read_json(folder / "metrics" / "report.json")
-    assert report["final"]["name"] in {m["name"] for m in report["models"]}
+    assert report["final"] in {m["name"] for m in report["models"]}
 
 
 def test_predict_names_a_class_of_the_users_data(runs, tmp_path):
