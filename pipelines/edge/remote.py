@@ -32,6 +32,7 @@ SHIPPED_MODULES = (
     "pipelines/__init__.py",
     "pipelines/common/__init__.py",
     "pipelines/common/errors.py",
+    "pipelines/common/quiet.py",
     "pipelines/edge/__init__.py",
     "pipelines/edge/runtime.py",
     "pipelines/edge/host.py",
