@@ -91,10 +91,12 @@ def write(out: str | Path, fmt: str, n: int, classes: int, size: int, grayscale:
     y_train, x_test, y_test, class_names; `test` images in the test split)."""
     from PIL import Image
 
+    from pipelines.vision.data import set_channels
+
     out = Path(out)
     x, y = make_images(n + test, classes, size, seed)
     if grayscale:
-        x = np.rint(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)[..., None]
+        x = set_channels(x, "grayscale")
     names = class_names(classes)
     if fmt == "npz":
         out.parent.mkdir(parents=True, exist_ok=True)
