@@ -19,7 +19,7 @@ TARGET ?= $(PROFILE)/dvc.yaml:report
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup repro repro-quick exp search-distributed test test-all test-slow lint ui mlflow-server report results doctor bench-stability clean
+.PHONY: help setup arm-setup repro repro-quick exp search-distributed test test-all test-slow lint ui mlflow-server report results doctor bench-stability clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ setup: ## Build .venv with the pinned stack, install edgesmith, fetch Fashion-MN
 	@git config user.email >/dev/null || git config user.email "edgesmith@localhost"
 	@git config user.name >/dev/null || git config user.name "edgesmith"
 	@echo "setup done: $$($(BIN)/python --version), $$($(BIN)/dvc --version | head -1) (dvc)"
+	@bash pipelines/edge/arm/setup.sh || echo "setup: no emulated-ARM harness (see the line above); arm_cost falls back to the roofline"
+
+arm-setup: ## Build the emulated-ARM harness into .arm/ (QEMU + counting plugin, arm64 Python, aarch64 runtime); make setup tries it too
+	bash pipelines/edge/arm/setup.sh
 
 repro: ## Run every stage of dvc.yaml (dvc repro): the vision chain with search and calibration, and the graph pipeline
 	$(BIN)/dvc repro

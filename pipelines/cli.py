@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pipelines.common.errors import UserError
+from pipelines.edge.emulate import CORES as EMULATED
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -22,7 +23,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads, warmup_runs=args.warmup, min_runs=args.runs,
         min_seconds=args.min_seconds, pin_cpu=None if args.no_pin else args.cpu, windows=args.windows,
     )  # fmt: skip
-    if args.remote:
+    if args.emulate:
+        from pipelines.edge import emulate
+
+        result = emulate.count([args.model], args.emulate, invokes=args.invokes)[0]
+        if "error" in result:
+            raise UserError(result["error"])
+        result["harness"] = emulate.describe()
+    elif args.remote:
         from pipelines.edge import remote
 
         result = remote.bench_remote(
@@ -233,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--python", default="python3", help="the device's Python interpreter (default python3)")
     b.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE", help="extra ssh -o option")
     b.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole remote run")
+    b.add_argument("--emulate", metavar="CORE", choices=sorted(EMULATED),
+                   help=f"count aarch64 instructions per inference on this core under QEMU ({', '.join(sorted(EMULATED))}; "
+                        "make arm-setup builds the harness) instead of timing here")  # fmt: skip
+    b.add_argument("--invokes", type=int, default=3, help="--emulate: invokes counted (the figure: median after the first)")
     b.set_defaults(func=cmd_bench)
 
     a = sub.add_parser("analyze", help="per-operator MACs, parameters and memory-access cost of a .tflite file")

@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     inputs = {"models": args.models, "calibration": args.calibration}
     with Stage("benchmark", args.params, sections=["benchmark", "devices"], inputs=inputs) as st:
-        from pipelines.edge import bench, host, measure
+        from pipelines.edge import bench, calibrate, host, measure
 
         settings = st.params["benchmark"]
-        profiles = {"host": io.read_json(args.calibration)["profile"], **st.params["devices"]["profiles"]}
+        calibration = io.read_json(args.calibration)
+        profiles = {"host": calibration["profile"], **calibrate.fitted_profiles(st.params["devices"]["profiles"], calibration)}
         files = sorted(Path(args.models).glob("*.tflite"))
         if not files:
             raise UserError(f"{args.models}: no .tflite files to benchmark")

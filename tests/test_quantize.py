@@ -123,3 +123,39 @@ def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_file(student, tmp_pa
     assert zeros == pytest.approx(0.6, abs=0.01)
     assert results[True] >= zeros  # every pruned weight is still 0 in the int8 file
     assert results[False] < zeros  # plain QAT fills them in
+
+
+def test_the_chain_falls_back_from_ptq_to_qat_to_selective_until_the_budget_holds(student, tmp_path, monkeypatch):
+    """A model whose full-int8 file breaks the budget: the chain tries QAT, then 1, 2, ... layers in
+    float, and stops at the first file within it. Accuracies are scripted per file (the tiny test
+    split cannot be made to break a budget on purpose); the files are real conversions."""
+    from types import SimpleNamespace
+
+    from pipelines.edge import evaluate
+    from pipelines.vision import quantize_chain
+
+    model, x, y = student
+    scripted = {"student_fp32": [0.90], "student_int8": [0.80], "student_qat_int8": [0.82],
+                "student_selective_int8": [0.85, 0.895]}  # fmt: skip
+    calls: list[str] = []
+
+    def accuracy(path, *_args):
+        calls.append(path.stem)
+        return scripted[path.stem].pop(0)
+
+    monkeypatch.setattr(evaluate, "accuracy", accuracy)
+    ds = SimpleNamespace(x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    files = quantize_chain.TFLiteFiles(tmp_path, "models/tflite", ds, {"student": model}, {"student": 0.9},
+                                       reference=0.90, max_drop=1.0, eval_batch_size=64)  # fmt: skip
+    representative = x[:100]
+    quantize_chain.convert_models(files, representative, float_layers=[])
+    p = {"qat_epochs": 1, "qat_learning_rate": 1e-4, "qat_min_steps": 0, "selective_max_layers": 4}
+    chain = quantize_chain.run_chain("student", files, [], representative, p, seed=0)
+    assert [a["method"] for a in chain["attempts"]] == [
+        "ptq_int8", "qat_int8", "selective_int8 (1 layers in float)", "selective_int8 (2 layers in float)"]
+    assert [a["within_budget"] for a in chain["attempts"]] == [False, False, False, True]
+    assert chain["final"] == "student_selective_int8" and "2 layer(s) kept in float" in chain["given_up"]
+    assert calls == ["student_fp32", "student_int8", "student_qat_int8", "student_selective_int8", "student_selective_int8"]
+    dtypes = files.entries["student_selective_int8"]["tensor_dtypes"]
+    assert "float32" in str(dtypes) and "int8" in str(dtypes)  # the last file really is mixed
+    assert (tmp_path / "student_qat_int8.tflite").is_file()

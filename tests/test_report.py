@@ -102,3 +102,42 @@ def test_waterfall_follows_the_chain(tmp_path):
     assert steps[-1]["size_bytes"] == 43_000 and steps[0]["latency_p50_ms"] == 0.5
     plots.plot_waterfall(steps, tmp_path / "w.png")
     assert Image.open(tmp_path / "w.png").size[0] > 1000
+
+
+def _target_rows(a53_fp32_ms: float, a53_int8_ms: float) -> tuple[list[dict], dict]:
+    """rows() with predictions for two profiles and an emulated count on cortex_a53 only."""
+    r = rows()
+    for x, pred in zip(r, ({"cortex_a53": 1.0, "cortex_x": 0.2}, {"cortex_a53": 2.0, "cortex_x": 0.9},
+                           {"cortex_a53": 0.1, "cortex_x": 0.01}), strict=True):  # fmt: skip
+        x["predicted_latency_ms"] = pred
+    r[0]["integer_only"], r[1]["integer_only"], r[2]["integer_only"] = False, True, True
+    est = {"teacher_fp32": a53_fp32_ms, "teacher_int8": a53_int8_ms, "tiny_int8": 0.01}
+    arm = {"available": True, "profiles": {"cortex_a53": {"core": "cortex-a53", "ipc": 1.0, "clock_ghz": 1.0}},
+           "models": {n: {"cortex_a53": {"instructions": int(ms * 1e6), "estimated_latency_ms": ms}} for n, ms in est.items()}}
+    return r, arm
+
+
+def test_final_follows_the_target_device_and_names_its_evidence():
+    # the host measures fp32 faster; the emulated A53 makes int8 faster in one case and slower in the other
+    for fp32_ms, int8_ms, expected in ((3.0, 1.0, "teacher_int8"), (1.0, 3.0, "teacher_fp32")):
+        r, arm = _target_rows(fp32_ms, int8_ms)
+        chosen = report.target_latency(r, {"device": "cortex_a53", "int8_only": False}, {}, arm)
+        assert chosen["evidence"] == "emulated" and "cortex-a53" in chosen["detail"]
+        assert report.choose_final(r, 1.0, "target_latency_ms", reference="teacher_fp32") == expected
+    r, arm = _target_rows(3.0, 1.0)
+    host = report.target_latency(r, {"device": "host", "int8_only": False}, {}, arm)
+    assert host["evidence"] == "measured" and r[0]["target_latency_ms"] == 0.5
+    assert report.choose_final(r, 1.0, "target_latency_ms", reference="teacher_fp32") == "teacher_fp32"
+    # no count for cortex_x: its roofline prediction decides, and the report says why
+    r, arm = _target_rows(3.0, 1.0)
+    fallback = report.target_latency(r, {"device": "cortex_x", "int8_only": False}, {}, arm)
+    assert fallback["evidence"] == "roofline" and "no count for cortex_x" in fallback["detail"]
+    assert report.choose_final(r, 1.0, "target_latency_ms", reference="teacher_fp32") == "teacher_fp32"
+
+
+def test_an_int8_accelerator_target_only_takes_full_int8_files():
+    r, arm = _target_rows(1.0, 3.0)  # fp32 is faster on the core ...
+    chosen = report.target_latency(r, {"device": "cortex_a53", "int8_only": False}, {"cortex_a53": {"int8_only": True}}, arm)
+    assert chosen["int8_only"] is True  # ... but the profile is an int8 accelerator
+    assert report.choose_final(r, 1.0, "target_latency_ms", reference="teacher_fp32",
+                               integer_only=chosen["int8_only"]) == "teacher_int8"  # fmt: skip

@@ -23,6 +23,9 @@ from typing import Any
 import yaml
 
 from pipelines.common.errors import ParamsError
+from pipelines.edge.emulate import CORES
+
+EMULATED_CORES = tuple(CORES)
 
 
 @dataclass(frozen=True)
@@ -296,10 +299,21 @@ SCHEMA: dict[str, dict[str, Field]] = {
             min_depth_fp32=Float(1.0),  # a GEMM with a shallower reduction is charged as this deep
             min_depth_int8=Float(1.0),
             source=Str,
+            emulate=Field("choice", choices=EMULATED_CORES, nullable=True),  # the core arm_cost emulates; null: none
+            clock_ghz=Float(0.0, low_open=True),  # estimated latency = instructions / (ipc x clock)
+            ipc=Float(0.0, low_open=True),
+            int8_only=Bool,  # an int8 accelerator: only files with int8 input, output and every op run on it
         ),
     },
+    "target": {
+        "device": Str,  # a devices.profiles name, or host (this machine's measured p50)
+        "int8_only": Bool,  # only files with int8 input, output and every op are eligible (or the profile's own)
+    },
+    "arm_cost": {
+        "invokes": Int(2, 100),  # invoke() calls counted per file; the figure is the median after the first
+    },
     "report": {
-        "rank_by": Choice("size_bytes", "latency_p50_ms"),
+        "rank_by": Choice("size_bytes", "latency_p50_ms", "target_latency_ms"),
         "tie_tolerance": Float(0.0, 1.0),  # rank_by figures this close (relative) tie; the most accurate wins
         "final_dtypes": OptStr,  # comma-separated dtypes the final model may have (float32, dynamic, float16, int8, mixed)
     },
@@ -423,6 +437,13 @@ def _search_squeeze_excite(params: dict) -> str | None:
     return None
 
 
+def _target_device(params: dict) -> str | None:
+    profiles, device = params["devices"]["profiles"], params["target"]["device"]
+    if device != "host" and device not in profiles:
+        return f"target.device must be host or one of {', '.join(profiles)} (devices.profiles), got {device!r}"
+    return None
+
+
 def _search_device(params: dict) -> str | None:
     profiles, device = params["devices"]["profiles"], params["search"]["device"]
     if device not in profiles:
@@ -437,6 +458,7 @@ RULES: tuple[tuple[tuple[str, ...], Callable[[dict], str | None]], ...] = (
     (("search",), _search_tournament),
     (("search", "quantize"), _search_squeeze_excite),
     (("search", "devices"), _search_device),
+    (("target", "devices"), _target_device),
     (("gnn_search",), _pairs("gnn_search", ("dropout_min", "dropout_max"), ("lr_min", "lr_max"),
                              ("weight_decay_min", "weight_decay_max"))),  # fmt: skip
 )

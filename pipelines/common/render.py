@@ -27,8 +27,29 @@ def table(report: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"final: {report['final']}")
+    lines += device_table(report)
+    target = (report.get("selection") or {}).get("target")
+    why = f", for {target['device']} by {target['evidence']} latency: {target['detail']}" if target else ""
+    lines.append(f"final: {report['final']}{why}")
     return "\n".join(lines)
+
+
+def device_table(report: Mapping[str, Any]) -> list[str]:
+    """Per model and emulated core: aarch64 instructions per inference, the estimated and the
+    roofline-predicted latency (empty when nothing was emulated)."""
+    cores = sorted({d for r in report["models"] for d in (r.get("arm_instructions") or {})})
+    if not cores:
+        return []
+    cells = [["name", *(f"{c}: k instr / est ms / pred ms" for c in cores)]]
+    for r in report["models"]:
+        instr, est, pred = (r.get(k) or {} for k in ("arm_instructions", "arm_latency_ms", "predicted_latency_ms"))
+        cells.append([r["name"], *(f"{instr[c] / 1e3:,.0f} / {est[c]:.3f} / {pred.get(c, float('nan')):.3f}"
+                                   if c in instr else "-" for c in cores)])  # fmt: skip
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["", "emulated ARM cores (arm_cost):"]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(3, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def _host_first(name: str) -> tuple[int, str]:

@@ -23,6 +23,7 @@ FIELDS = (
 EXTRA_FIELDS = (
     "weight_bytes", "latency_p50_all_ms", "latency_mean_ms", "latency_std_ms", "runs", "peak_memory_bytes",
     "predicted_latency_ms", "prediction_error_host", "gzip_bytes", "teacher_drop_points", "within_budget",
+    "integer_only", "arm_instructions", "arm_latency_ms", "target_latency_ms",
 )  # fmt: skip
 
 # The compression chain's steps, in order, as the waterfall shows them (the last is the chain's pick).
@@ -55,10 +56,12 @@ def choose_final(
     reference: str | None = None,
     dtypes: Sequence[str] | None = None,
     tie_tolerance: float = 0.0,
+    integer_only: bool = False,
 ) -> str:
     """The model ranked best by `rank_by` among those within `max_accuracy_drop` points of the
     `reference` model (e.g. the teacher), or of the most accurate model when there is none, and
-    of one of `dtypes` when given (e.g. only int8 and mixed files).
+    of one of `dtypes` when given (e.g. only int8 and mixed files), and only files whose input,
+    output and every op are integers when `integer_only` (an int8 accelerator's files).
 
     Models within `tie_tolerance` (relative) of the best figure tie, as two p50s closer than the
     benchmark's run-to-run spread do: among them the most accurate wins. Remaining ties are broken
@@ -68,7 +71,7 @@ def choose_final(
     ref = next((r for r in rows if r["name"] == reference), None)
     best = ref["accuracy"] if ref else max(r["accuracy"] for r in rows)
     ok = [r for r in rows if r["accuracy"] >= best - max_accuracy_drop / 100 - 1e-12
-          and (not dtypes or r.get("dtype") in dtypes)]  # fmt: skip
+          and (not dtypes or r.get("dtype") in dtypes) and (not integer_only or r.get("integer_only"))]  # fmt: skip
     ok = ok or [ref or max(rows, key=lambda r: r["accuracy"])]
     other = "latency_p50_ms" if rank_by == "size_bytes" else "size_bytes"
     best_rank = min(_or_inf(r[rank_by]) for r in ok)
@@ -116,25 +119,77 @@ REFERENCE = "teacher_fp32"  # the accuracy budget is counted from the teacher's 
 DTYPES = ("float32", "dynamic", "float16", "int8", "mixed")  # the quantize stage's file kinds
 
 
+def target_latency(rows: list[dict], target: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]],
+                   arm_cost: Mapping[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    """Fill each row's `arm_instructions`, `arm_latency_ms` (per emulated profile) and
+    `target_latency_ms`, the target device's latency from the best evidence there is: on `host`,
+    the measured p50; on a device profile, its emulated ARM count (instructions / (ipc x clock)),
+    else its roofline prediction. Returns what decided: {device, evidence, detail, int8_only}."""
+    device = target["device"]
+    arm = arm_cost or {}
+    counted = arm.get("models", {})
+    for r in rows:
+        per_profile = counted.get(r["name"], {})
+        r["arm_instructions"] = {k: v["instructions"] for k, v in per_profile.items()} or None
+        r["arm_latency_ms"] = {k: v["estimated_latency_ms"] for k, v in per_profile.items()} or None
+    profile = profiles.get(device, {})
+    int8_only = bool(target["int8_only"] or profile.get("int8_only"))
+    if device == "host":
+        evidence, detail = "measured", "p50 measured on this host (benchmark stage)"
+        for r in rows:
+            r["target_latency_ms"] = r["latency_p50_ms"]
+    elif all(r["arm_latency_ms"] and device in r["arm_latency_ms"] for r in rows):
+        core = arm["profiles"][device]
+        evidence = "emulated"
+        detail = (f"aarch64 instructions per inference on {core['core']} under QEMU (arm_cost) / "
+                  f"({core['ipc']} instructions per cycle x {core['clock_ghz']} GHz)")  # fmt: skip
+        for r in rows:
+            r["target_latency_ms"] = r["arm_latency_ms"][device]
+    else:
+        why = arm.get("reason") or f"arm_cost has no count for {device}"
+        evidence, detail = "roofline", f"the roofline prediction for {device} (pipelines/edge/cost.py); {why}"
+        for r in rows:
+            r["target_latency_ms"] = (r["predicted_latency_ms"] or {}).get(device)
+    return {"device": device, "evidence": evidence, "detail": detail, "int8_only": int8_only}
+
+
+def arm_prediction(rows: Sequence[Mapping[str, Any]], tolerance: float = 0.2) -> dict[str, Any]:
+    """Per emulated profile: how well the roofline prediction matches the emulated estimate over
+    the report's files (the share within `tolerance`, the largest error)."""
+    out = {}
+    profiles = sorted({p for r in rows for p in (r.get("arm_latency_ms") or {})})
+    for p in profiles:
+        errors = {r["name"]: (r["predicted_latency_ms"][p] - r["arm_latency_ms"][p]) / r["arm_latency_ms"][p]
+                  for r in rows if (r.get("arm_latency_ms") or {}).get(p) and (r.get("predicted_latency_ms") or {}).get(p)}  # fmt: skip
+        if errors:
+            out[p] = {"within_20pct": round(sum(abs(e) <= tolerance for e in errors.values()) / len(errors), 4),
+                      "max_abs_error": round(max(abs(e) for e in errors.values()), 4),
+                      "errors": {k: round(v, 4) for k, v in errors.items()}}  # fmt: skip
+    return out
+
+
 def vision_report(quantized: Mapping[str, Any], measured: Mapping[str, Any], calibration: Mapping[str, Any],
-                  p: Mapping[str, Any], max_drop: float, dtypes: Sequence[str], git_commit: str) -> dict[str, Any]:  # fmt: skip
+                  p: Mapping[str, Any], max_drop: float, dtypes: Sequence[str], git_commit: str,
+                  target: Mapping[str, Any] | None = None, arm_cost: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """metrics/report.json of the vision pipeline (without its compression chain): every model's
-    row, the final model, the Pareto front and the cost model's view."""
+    row, the final model chosen for the target device, the Pareto front and the cost model's view."""
     rows = model_rows(quantized["models"], measured["models"])
+    chosen_for = target_latency(rows, target or {"device": "host", "int8_only": False}, measured["profiles"], arm_cost)
     final = choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes,
-                         tie_tolerance=p["tie_tolerance"])  # fmt: skip
+                         tie_tolerance=p["tie_tolerance"], integer_only=chosen_for["int8_only"])  # fmt: skip
     return {
         "pipeline": "vision",
         "git_commit": git_commit,
         "final": final,
         "selection": {"max_accuracy_drop": max_drop, "reference": REFERENCE, "rank_by": p["rank_by"],
-                      "dtypes": list(dtypes) or None, "tie_tolerance": p["tie_tolerance"]},  # fmt: skip
-        "pareto_front": pareto_front(rows),
+                      "dtypes": list(dtypes) or None, "tie_tolerance": p["tie_tolerance"], "target": chosen_for},  # fmt: skip
+        "pareto_front": pareto_front(rows, "target_latency_ms" if p["rank_by"] == "target_latency_ms" else "latency_p50_ms"),
         "host": measured.get("host"),
         "cost_model": {
             "profiles": measured["profiles"],
             "calibration_fit": {k: calibration["fit"][k] for k in ("median_abs_error", "within_tolerance", "tolerance")},
             "host_prediction": measured["host_prediction"],
+            "arm_prediction": arm_prediction(rows),
         },
         "models": rows,
     }

@@ -141,6 +141,11 @@ def _report(doc: Mapping) -> str:
         out.append(f"It is the best by `{sel.get('rank_by')}` among the models of dtype {dtypes} within "
                    f"{sel.get('max_accuracy_drop')} points of `{sel.get('reference')}` "
                    f"(figures within {_pct(sel.get('tie_tolerance'), 0)} tie: the most accurate wins).")  # fmt: skip
+        target = sel.get("target")
+        if target:
+            only = " Only full-int8 files were eligible (an int8 accelerator)." if target.get("int8_only") else ""
+            out.append(f"Target device: `{target['device']}`; its latency is the **{target['evidence']}** figure: "
+                       f"{target['detail']}.{only}\n")  # fmt: skip
     out += _host_lines(doc)
     rows = []
     for r in models:
@@ -169,6 +174,7 @@ def _report(doc: Mapping) -> str:
                 cells.append(text)
             prow.append((f"`{r.get('name')}`", _fig("latency_p50_ms", r.get("latency_p50_ms")), *cells))
         out.append(table(("model", "measured p50", *devices), prow, right=range(1, len(devices) + 2)))
+    out += _emulated(doc)
     cm = doc.get("cost_model") or {}
     fit, host_pred = cm.get("calibration_fit") or {}, cm.get("host_prediction") or {}
     if fit or host_pred:
@@ -181,6 +187,42 @@ def _report(doc: Mapping) -> str:
     chain = doc.get("compression_chain")
     if chain:
         out.append(_chain(chain))
+    return "\n".join(out)
+
+
+def _emulated(doc: Mapping) -> list[str]:
+    """Per model and emulated core: instructions per inference, the estimated latency and the
+    roofline's prediction (fitted to the suite's counts), and how often the two agree."""
+    models = doc.get("models", [])
+    cores = sorted({c for r in models for c in (r.get("arm_instructions") or {})})
+    if not cores:
+        return []
+    rows = []
+    for r in models:
+        instr, est, pred = (r.get(k) or {} for k in ("arm_instructions", "arm_latency_ms", "predicted_latency_ms"))
+        rows.append((_marked(r, doc.get("final")), *(f"{_num(instr.get(c) and instr[c] / 1e3)} k / "
+                     f"{_num(est.get(c), '{:.3f}')} / {_num(pred.get(c), '{:.3f}')}" for c in cores)))  # fmt: skip
+    agree = (doc.get("cost_model") or {}).get("arm_prediction") or {}
+    lines = ["Emulated ARM cores (`arm_cost`: aarch64 instructions per inference of the real aarch64 runtime "
+             "under QEMU, 1 thread): instructions / estimated ms (instructions / (IPC x clock)) / "
+             "roofline-predicted ms:", "", table(("model", *cores), rows, right=range(1, len(cores) + 1))]  # fmt: skip
+    if agree:
+        lines.append("Roofline vs emulated estimate, share of files within 20 %: " + ", ".join(
+            f"{c} {_pct(a['within_20pct'], 0)} (largest |error| {_pct(a['max_abs_error'], 0)})" for c, a in agree.items())
+            + ".\n")  # fmt: skip
+    return lines
+
+
+def _arm_cost(doc: Mapping) -> str:
+    out = ["## Emulated ARM cost (`metrics/arm_cost.json`)", ""]
+    if not doc.get("available"):
+        return "\n".join([*out, f"Not counted: {doc.get('reason')}. The report used the roofline prediction.\n"])
+    h = doc.get("harness") or {}
+    out.append(f"Counted with {h.get('qemu')}, an arm64 Python {h.get('guest_python')} and {', '.join(h.get('wheels', []))} "
+               f"(aarch64 wheels), 1 thread; the figure is the median of the invokes after the first.\n")  # fmt: skip
+    rows = [(name, p["core"], p["qemu_cpu"], _num(p["clock_ghz"], "{:g}"), _num(p["ipc"], "{:g}"), p.get("note") or "")
+            for name, p in (doc.get("profiles") or {}).items()]  # fmt: skip
+    out.append(table(("profile", "core", "QEMU -cpu", "clock GHz", "assumed IPC", "note"), rows, right=(3, 4)))
     return "\n".join(out)
 
 
@@ -359,6 +401,17 @@ def _calibrate(doc: Mapping) -> str:
         rows = [(f"`{k}`", _num(v.get("measured_ms"), "{:.4f}"), _num(v.get("predicted_ms"), "{:.4f}"), _num(v.get("error"), "{:+.1%}"))
                 for k, v in models.items()]  # fmt: skip
         out.append(table(("suite model", "measured ms", "predicted ms", "error"), rows, right=(1, 2, 3)))
+    arm = doc.get("arm") or {}
+    if arm.get("available") is False:
+        out.append(f"ARM profiles: not fitted ({arm.get('reason')}); they keep their documented figures.\n")
+    if arm.get("profiles"):
+        out.append("ARM profiles fitted to the suite's emulated instruction counts (memory bandwidth kept as "
+                   "documented: a count has no memory stalls):\n")  # fmt: skip
+        rows = [(name, *[_num(v["profile"].get(f), "{:.4g}") for f in PROFILE_FIELDS],
+                 _pct(v["fit"].get("median_abs_error"), 1), _pct(v["documented_fit"].get("median_abs_error"), 1))
+                for name, v in arm["profiles"].items()]  # fmt: skip
+        out.append(table(("profile", *PROFILE_FIELDS, "fit median |error|", "documented figures' median |error|"), rows,
+                         right=range(1, len(PROFILE_FIELDS) + 3)))  # fmt: skip
     return "\n".join(out)
 
 
@@ -564,7 +617,7 @@ def _gnn_benchmark(doc: Mapping) -> str:
 VISION_SECTIONS: tuple[tuple[str, Callable[[Any], str]], ...] = (
     ("report.json", _report), ("data.json", _data), ("teacher.json", _teacher), ("search.json", _search),
     ("distill.json", _distill), ("prune.json", _prune), ("quantize.json", _quantize), ("benchmark.json", _benchmark),
-    ("calibrate.json", _calibrate), ("bench_stability.json", _stability),
+    ("arm_cost.json", _arm_cost), ("calibrate.json", _calibrate), ("bench_stability.json", _stability),
 )  # fmt: skip
 GRAPH_SECTIONS: tuple[tuple[str, Callable[[Any], str]], ...] = (
     ("graph_report.json", _graph_report), ("graph_data.json", _graph_data), ("gnn_search.json", _gnn_search),

@@ -189,6 +189,7 @@ def analyze(path: str | Path) -> dict[str, Any]:
         "activation_bytes_written": sum(r["output_bytes"] for r in rows),
         "memory_access_bytes": sum(r["memory_access_bytes"] for r in rows),
         "peak_activation_bytes": max(live, default=_io_bytes(tensors, io)),
+        "integer_only": integer_only(tensors, ops, io),
     }
     log.info("analyze %s: %d ops, %d MACs, %d params, %d weight bytes, peak activations %d bytes",
              path.name, totals["ops"], totals["macs"], totals["params"], totals["weight_bytes"],
@@ -373,6 +374,17 @@ def _live_bytes(tensors: list[dict], ops: list[tuple], io: dict) -> list[int]:
         running += delta[i]
         live.append(running)
     return live
+
+
+INTEGER_DTYPES = frozenset({"int8", "uint8", "int16", "int32", "int64", "bool"})
+
+
+def integer_only(tensors: list[dict], ops: list[tuple], io: dict) -> bool:
+    """True when the model's inputs, outputs and every tensor an operator reads or writes at run time
+    are integers: what an int8-only accelerator can run whole (no float op, no (de)quantize at the edges)."""
+    live = {t for _, ins, outs, _ in ops for t in (*ins, *outs) if t >= 0 and not tensors[t]["constant"]}
+    live |= {*io["inputs"], *io["outputs"]}
+    return all(tensors[t]["dtype"] in INTEGER_DTYPES for t in live)
 
 
 def _io_bytes(tensors: list[dict], io: dict) -> int:

@@ -77,6 +77,7 @@ def fit_profile(
     samples: Sequence[tuple[Sequence[Mapping[str, Any]], float]],
     start: Mapping[str, float] | None = None,
     iterations: int = 60,
+    fixed: Sequence[str] = (),
 ) -> dict[str, float]:
     """Fit a profile's seven figures (PROFILE_KEYS and DEPTH_KEYS) to measured latencies
     [(ops, measured_ms), ...].
@@ -88,7 +89,7 @@ def fit_profile(
     start at 64, where a 3x3 convolution from one input channel (depth 9) feels them: from 1
     the first steps would change nothing and the search would never move them. The roofline's
     max() makes the fit non-linear; this search is simple, bounded and needs no SciPy on the
-    device.
+    device. Keys in `fixed` keep their `start` value.
     """
     import math
 
@@ -102,7 +103,7 @@ def fit_profile(
     step = 4.0
     for _ in range(iterations):
         improved = False
-        for key in PROFILE_KEYS + DEPTH_KEYS:
+        for key in [k for k in PROFILE_KEYS + DEPTH_KEYS if k not in fixed]:
             for factor in (step, 1 / step):
                 trial = {**p, key: max(p[key] * factor, 1e-6)}
                 if key == "vector_efficiency":

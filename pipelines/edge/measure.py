@@ -14,7 +14,7 @@ from typing import Any
 
 from pipelines.edge import analyze, bench, cost
 
-TOTALS = ("macs", "params", "weight_bytes", "memory_access_bytes", "peak_activation_bytes")
+TOTALS = ("macs", "params", "weight_bytes", "memory_access_bytes", "peak_activation_bytes", "integer_only")
 OP_FIELDS = ("index", "op", "dtype", "macs", "memory_access_bytes")
 
 
