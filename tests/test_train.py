@@ -171,3 +171,12 @@ def test_teacher_widths_auto_follow_the_input_size(side, widths, last_map):
     model = train.build_teacher((side, side, 3), 4, {**P, "widths": "auto"})
     assert model.get_layer("flatten").input_shape[1:3] == (last_map, last_map)
     assert train.teacher_widths((side, side, 3), [8]) == [8]
+
+
+def test_dense_dropout_auto_keeps_half_up_to_ten_classes_and_less_past_them():
+    from pipelines.vision import train
+
+    assert train.dense_dropout("auto", 2) == 0.5 and train.dense_dropout("auto", 10) == 0.5
+    assert train.dense_dropout("auto", 100) == 0.05 and train.dense_dropout(0.3, 100) == 0.3
+    model = train.build_teacher((16, 16, 1), 40, {**P, "dense_dropout": "auto"})
+    assert model.get_layer("dense_drop").rate == 0.125

@@ -159,7 +159,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "convs_per_block": Int(1, 4),
         "dropout": Float(0.0, 0.9),
         "dense_units": Int(1),
-        "dense_dropout": Float(0.0, 0.9),
+        "dense_dropout": Field("float", 0.0, 0.9, auto=True),  # auto: 0.5, less past 10 classes (train.dense_dropout)
         "bn_momentum": Float(0.0, 0.999),
         "epochs": Int(1),
         "min_steps": Int(0),  # epochs are raised until training takes at least this many optimiser steps
