@@ -25,11 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--distill", help="metrics/distill.json (kd_gain over seeds)")
     ap.add_argument("--prune", help="metrics/prune.json (sparsity, gzip size, dense vs pruned latency)")
     ap.add_argument("--arm-cost", help="metrics/arm_cost.json (emulated ARM instructions per inference)")
+    ap.add_argument("--device-bench", help="metrics/device_bench.json (latency measured on target.device over SSH)")
     ap.add_argument("--out", required=True, help="metrics/report.json")
     ap.add_argument("--plots", required=True, help="folder for the plots and their data")
     args = ap.parse_args(argv)
     inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
-    inputs.update({k: v for k, v in (("distill", args.distill), ("prune", args.prune), ("arm_cost", args.arm_cost)) if v})
+    inputs.update({k: v for k, v in (("distill", args.distill), ("prune", args.prune), ("arm_cost", args.arm_cost),
+                                             ("device_bench", args.device_bench)) if v})
     with Stage("report", args.params, sections=["report", "budget", "target", "devices"], inputs=inputs) as st:
         settings = st.params["report"]
         measured, quantized = io.read_json(args.benchmark), io.read_json(args.quantize)
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
                                    st.params["budget"]["max_accuracy_drop"],
                                    comma_list(settings["final_dtypes"], "report.final_dtypes", report.DTYPES),
                                    tracking.git_commit(st.params_path.parent), st.params["target"],
-                                   args.arm_cost and io.read_json(args.arm_cost))  # fmt: skip
+                                   args.arm_cost and io.read_json(args.arm_cost),
+                                   args.device_bench and io.read_json(args.device_bench))  # fmt: skip
         rows, final = doc["models"], doc["final"]
         chain = report.chain_summary(quantized, args.distill and io.read_json(args.distill),
                                      args.prune and io.read_json(args.prune))  # fmt: skip

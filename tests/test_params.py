@@ -83,7 +83,7 @@ BAD_EDITS = [
     ("devices.profiles.cortex_a53.vector_efficiency", 1.5, "vector_efficiency must be a number > 0 and <= 1, got 1.5"),
     ("devices.profiles.cortex_a53.clock_mhz", 1400, "unknown key devices.profiles.cortex_a53.clock_mhz; allowed: description"),
     ("devices.profiles.cortex_a53.emulate", "cortex-a99", "devices.profiles.cortex_a53.emulate must be one of"),
-    ("target.device", "pixel", "target.device must be host or one of cortex_a53"),
+    ("target.device", "pixel", "target.device must be host, USER@HOST or one of cortex_a53"),
     ("devices.profiles.phone", 3, "devices.profiles.phone must be a mapping with keys description, peak_gmacs_fp32"),
     ("devices.profiles", {}, "devices.profiles must be a mapping of at least 1 names to entries"),
     ("quantize", None, "section 'quantize' must be a mapping of its keys, got nothing"),

@@ -41,7 +41,7 @@ from pipelines.vision.data import Dataset
 from tests.conftest import ROOT, run_env
 
 pytestmark = pytest.mark.slow
-STAGES = ["data", "search", "teacher", "distill", "prune", "quantize", "calibration_suite", "calibrate", "benchmark", "report"]
+STAGES = ["data", "search", "teacher", "distill", "prune", "quantize", "calibration_suite", "calibrate", "benchmark", "arm_cost", "device_bench", "report"]
 CHAIN = ["teacher_fp32", "teacher_int8", "student_baseline_int8", "student_kd_int8", "student_pruned_int8"]
 GRAPH_STAGES = ["graph_data", "gnn_search", "gnn_train", "gnn_distill", "gnn_export", "gnn_benchmark", "gnn_report"]
 # Each long stage is killed once a line of its own output shows it is halfway; its outputs must then be absent.

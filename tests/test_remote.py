@@ -280,3 +280,47 @@ def test_remote_never_imports_frameworks():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def _device_bench(tmp_path: Path, tiny_models: dict, target: dict) -> dict:
+    """The device_bench stage on the tiny models with `target` merged into params.yaml's."""
+    import json
+
+    import yaml
+
+    from tests.conftest import run_env
+
+    models = tmp_path / "tflite"
+    models.mkdir()
+    for k in ("fp32", "int8"):
+        (models / f"tiny_{k}.tflite").write_bytes(tiny_models[k].read_bytes())
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["target"].update(target)
+    params["benchmark"].update({"warmup_runs": 2, "min_runs": 20, "min_seconds": 0.0, "windows": 1})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "device_bench.json"
+    env = {**run_env(), "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri()}
+    done = subprocess.run([sys.executable, "-m", "stages.device_bench", "--params", str(path), "--models", str(models),
+                           "--metrics", str(out)], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+def test_device_bench_measures_every_file_on_the_target_and_the_report_uses_it(sshd, tiny_models, tmp_path):
+    from pipelines.common import report
+
+    doc = _device_bench(tmp_path, tiny_models, {
+        "device": sshd["target"], "ssh_port": sshd["port"], "ssh_identity": str(sshd["identity"]),
+        "ssh_python": sys.executable, "ssh_options": list(KNOWN_HOSTS_OFF)})  # fmt: skip
+    assert doc["available"] is True and set(doc["models"]) == {"tiny_fp32", "tiny_int8"}
+    assert all(m["latency_p50_ms"] > 0 and m["remote"] == sshd["target"] for m in doc["models"].values())
+    rows = [{"name": n, "latency_p50_ms": 9.0, "predicted_latency_ms": {}} for n in doc["models"]]
+    chosen = report.target_latency(rows, {"device": sshd["target"], "int8_only": False}, {}, None, doc)
+    assert chosen["evidence"] == "measured on the device"
+    assert [r["target_latency_ms"] for r in rows] == [doc["models"][r["name"]]["latency_p50_ms"] for r in rows]
+
+
+def test_device_bench_without_a_remote_target_records_why(tiny_models, tmp_path):
+    doc = _device_bench(tmp_path, tiny_models, {"device": "cortex_a76"})
+    assert doc["available"] is False and "not a device over SSH" in doc["reason"]

@@ -306,8 +306,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
     },
     "target": {
-        "device": Str,  # a devices.profiles name, or host (this machine's measured p50)
+        "device": Str,  # a devices.profiles name, host (this machine's measured p50), or USER@HOST (measured there)
         "int8_only": Bool,  # only files with int8 input, output and every op are eligible (or the profile's own)
+        "ssh_port": Int(1, 65535, nullable=True),  # USER@HOST: the device's SSH port (null: ssh's default)
+        "ssh_identity": OptStr,  # USER@HOST: private key file (null: ssh's default)
+        "ssh_python": Str,  # USER@HOST: the device's Python with NumPy and a TFLite runtime
+        "ssh_options": Field("str_list", min_items=1, nullable=True),  # USER@HOST: extra ssh -o KEY=VALUE options
     },
     "arm_cost": {
         "invokes": Int(2, 100),  # invoke() calls counted per file; the figure is the median after the first
@@ -439,8 +443,9 @@ def _search_squeeze_excite(params: dict) -> str | None:
 
 def _target_device(params: dict) -> str | None:
     profiles, device = params["devices"]["profiles"], params["target"]["device"]
-    if device != "host" and device not in profiles:
-        return f"target.device must be host or one of {', '.join(profiles)} (devices.profiles), got {device!r}"
+    if device != "host" and device not in profiles and "@" not in device:
+        return (f"target.device must be host, USER@HOST or one of {', '.join(profiles)} (devices.profiles), "
+                f"got {device!r}")  # fmt: skip
     return None
 
 

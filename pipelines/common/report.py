@@ -10,6 +10,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipelines.common.errors import UserError
+
 log = logging.getLogger(__name__)
 
 FIELDS = (
@@ -23,7 +25,7 @@ FIELDS = (
 EXTRA_FIELDS = (
     "weight_bytes", "latency_p50_all_ms", "latency_mean_ms", "latency_std_ms", "runs", "peak_memory_bytes",
     "predicted_latency_ms", "prediction_error_host", "gzip_bytes", "teacher_drop_points", "within_budget",
-    "integer_only", "arm_instructions", "arm_latency_ms", "target_latency_ms",
+    "integer_only", "arm_instructions", "arm_latency_ms", "device_latency_p50_ms", "target_latency_ms",
 )  # fmt: skip
 
 # The compression chain's steps, in order, as the waterfall shows them (the last is the chain's pick).
@@ -120,13 +122,17 @@ DTYPES = ("float32", "dynamic", "float16", "int8", "mixed")  # the quantize stag
 
 
 def target_latency(rows: list[dict], target: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]],
-                   arm_cost: Mapping[str, Any] | None) -> dict[str, Any]:  # fmt: skip
-    """Fill each row's `arm_instructions`, `arm_latency_ms` (per emulated profile) and
-    `target_latency_ms`, the target device's latency from the best evidence there is: on `host`,
-    the measured p50; on a device profile, its emulated ARM count (instructions / (ipc x clock)),
+                   arm_cost: Mapping[str, Any] | None, device_bench: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fill each row's `arm_instructions`, `arm_latency_ms` (per emulated profile),
+    `device_latency_p50_ms` and `target_latency_ms`, the target device's latency from the best
+    evidence there is: on `host`, the measured p50; on USER@HOST, the p50 measured there
+    (device_bench); on a device profile, its emulated ARM count (instructions / (ipc x clock)),
     else its roofline prediction. Returns what decided: {device, evidence, detail, int8_only}."""
     device = target["device"]
     arm = arm_cost or {}
+    on_device = (device_bench or {}).get("models", {})
+    for r in rows:
+        r["device_latency_p50_ms"] = (on_device.get(r["name"]) or {}).get("latency_p50_ms")
     counted = arm.get("models", {})
     for r in rows:
         per_profile = counted.get(r["name"], {})
@@ -138,6 +144,14 @@ def target_latency(rows: list[dict], target: Mapping[str, Any], profiles: Mappin
         evidence, detail = "measured", "p50 measured on this host (benchmark stage)"
         for r in rows:
             r["target_latency_ms"] = r["latency_p50_ms"]
+    elif "@" in device:
+        if not all(r["device_latency_p50_ms"] is not None for r in rows):
+            raise UserError(f"target.device {device}: device_bench has no measurement of every file; "
+                            "run dvc repro device_bench")  # fmt: skip
+        cpu = ((device_bench or {}).get("host") or {}).get("cpu_model", "?")
+        evidence, detail = "measured on the device", f"p50 measured on {device} ({cpu}) over SSH (device_bench)"
+        for r in rows:
+            r["target_latency_ms"] = r["device_latency_p50_ms"]
     elif all(r["arm_latency_ms"] and device in r["arm_latency_ms"] for r in rows):
         core = arm["profiles"][device]
         evidence = "emulated"
@@ -170,11 +184,13 @@ def arm_prediction(rows: Sequence[Mapping[str, Any]], tolerance: float = 0.2) ->
 
 def vision_report(quantized: Mapping[str, Any], measured: Mapping[str, Any], calibration: Mapping[str, Any],
                   p: Mapping[str, Any], max_drop: float, dtypes: Sequence[str], git_commit: str,
-                  target: Mapping[str, Any] | None = None, arm_cost: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                  target: Mapping[str, Any] | None = None, arm_cost: Mapping[str, Any] | None = None,
+                  device_bench: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """metrics/report.json of the vision pipeline (without its compression chain): every model's
     row, the final model chosen for the target device, the Pareto front and the cost model's view."""
     rows = model_rows(quantized["models"], measured["models"])
-    chosen_for = target_latency(rows, target or {"device": "host", "int8_only": False}, measured["profiles"], arm_cost)
+    chosen_for = target_latency(rows, target or {"device": "host", "int8_only": False}, measured["profiles"], arm_cost,
+                                device_bench)  # fmt: skip
     final = choose_final(rows, max_drop, p["rank_by"], reference=REFERENCE, dtypes=dtypes,
                          tie_tolerance=p["tie_tolerance"], integer_only=chosen_for["int8_only"])  # fmt: skip
     return {
