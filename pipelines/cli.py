@@ -77,12 +77,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _read_report(path: str | Path) -> dict:
-    from pipelines.common import io
+    from pipelines.common.report import read_report
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no report yet; run `make repro` (or `dvc repro`) first")
-    return io.read_json(path)
+    return read_report(path)
 
 
 def _budget(params: str | Path) -> dict:

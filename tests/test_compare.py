@@ -60,8 +60,34 @@ def test_check_budget_passes_and_fails_with_the_figures(tmp_path, capsys, monkey
 def test_a_figure_missing_from_the_report_breaks_its_bound():
     doc = copy.deepcopy(REPORT)
     doc["models"][1]["latency_p50_ms"] = None
-    checks = budget.check_budget(doc, {"min_accuracy": 0.5, "max_latency_p50_ms": 9.0, "max_size_bytes": 10**9})
-    assert [c["ok"] for c in checks] == [True, False, True]
+    bounds = {"min_accuracy": 0.5, "max_latency_p50_ms": 9.0, "max_size_bytes": 10**9, "max_accuracy_drop": 1.5}
+    checks = budget.check_budget(doc, bounds)
+    assert [c["ok"] for c in checks] == [True, False, True, True]
+    assert checks[3]["field"] == "teacher_drop_points" and checks[3]["value"] == pytest.approx(1.0)
+    doc["models"][1]["accuracy"] = 0.78  # 2 points below the teacher: over a 1.5-point budget, within a 2-point one
+    assert not budget.check_budget(doc, bounds)[3]["ok"]
+    assert budget.check_budget(doc, {**bounds, "max_accuracy_drop": 2.0})[3]["ok"]
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"final": "teacher_int8", "models": [{"name": "teacher_int8"', "invalid JSON"),
+    ('{"final": "teacher_int8"}', "no 'models' list"),
+    ('[1, 2]', "no 'models' list"),
+    ('{"final": "student_int8", "models": [{"name": "teacher_int8"}]}', "'final' model 'student_int8' is not among"),
+])  # fmt: skip
+@pytest.mark.parametrize("command", ["check-budget", "report", "compare"])
+def test_a_broken_report_is_one_line_and_exit_2_not_over_budget(tmp_path, content, says, command):
+    """Exit 1 means over budget to CI; a truncated or partial report must not look like one."""
+    bad = tmp_path / "metrics" / "report.json"
+    bad.parent.mkdir()
+    bad.write_text(content)
+    args = {"check-budget": ["--params", _params(tmp_path), "--report", str(bad)], "report": [str(bad)],
+            "compare": [str(bad), str(bad), "--params", _params(tmp_path)]}[command]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", command, *args], capture_output=True, text=True,
+                          env=run_env(), cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], proc.stderr
 
 
 def test_markdown_summary(tmp_path, capsys):

@@ -205,6 +205,10 @@ FILE_EDITS = [
     ("rule between keys", _set("search.tournament", 99), "search", "params.yaml: search.tournament (99) must be <= search.population (3)"),
     ("rule between keys", _set("search.device", "pixel_9"), "search", "params.yaml: search.device must be one of cortex_a53"),
     ("rule between keys", _set("search.squeeze_excite", "both"), "search", "params.yaml: search.squeeze_excite must be 'never' while quantize.chain_modes has qat"),
+    # the whole file is checked by every stage: a typo in a late stage's section stops the first one
+    ("late stage's typo", _set("report.rank_by", "speed"), "data", "report.rank_by must be one of 'size_bytes'"),
+    ("late stage's typo", _set("gnn_report.colour", 1), "data", "unknown key gnn_report.colour; allowed:"),
+    ("late stage's typo", _set("search.tournament", 99), "teacher", "search.tournament (99) must be <= search.population (3)"),
     ("YAML syntax error", _text("  epochs: 2\n", "  epochs: [2\n"), "teacher", "params.yaml: YAML syntax error at line"),
     ("YAML tab", _text("  seed: 42", "\tseed: 42"), "data", "params.yaml: YAML syntax error at line"),
     ("not a mapping", lambda text: "- just\n- a list\n", "data", "params.yaml: must be a mapping of sections"),

@@ -33,18 +33,25 @@ BUDGET = (
     ("accuracy", ">=", "min_accuracy"),
     ("latency_p50_ms", "<=", "max_latency_p50_ms"),
     ("size_bytes", "<=", "max_size_bytes"),
+    ("teacher_drop_points", "<=", "max_accuracy_drop"),
 )
 
 
 def check_budget(report: Mapping[str, Any], budget: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The final model's figures against the budget: one entry per bound, with `ok`.
+    """The final model's figures against every bound of the budget: one entry per bound, with `ok`.
 
-    A figure the report lacks (null) breaks its bound: a budget that cannot be checked is not met.
+    The accuracy drop is the final model's, in points, below the report's reference model (the
+    teacher). A figure the report lacks (null) breaks its bound: a budget that cannot be checked
+    is not met.
     """
-    final = next(r for r in report["models"] if r["name"] == report["final"])
+    final = dict(next(r for r in report["models"] if r["name"] == report["final"]))
+    reference = (report.get("selection") or {}).get("reference", "teacher_fp32")
+    ref = next((r for r in report["models"] if r["name"] == reference), None)
+    if ref and ref.get("accuracy") is not None and final.get("accuracy") is not None:
+        final["teacher_drop_points"] = round((ref["accuracy"] - final["accuracy"]) * 100, 3)
     checks = []
     for field, op, key in BUDGET:
         value, limit = final.get(field), budget[key]
-        ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+        ok = value is not None and (value >= limit if op == ">=" else value <= limit + 1e-9)
         checks.append({"field": field, "value": value, "op": op, "limit": limit, "ok": ok})
     return checks

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import io, tracking
+from pipelines.common import tracking
 from pipelines.common.errors import UserError
 from pipelines.common.render import format_figure
+from pipelines.common.report import read_report
 
 FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "memory_access_bytes")
 
@@ -61,7 +62,7 @@ def _rev_parse(ref: str, cwd: str | Path) -> str | None:
 def resolve(ref: str, mlruns_dir: str | Path, pipeline: str = "vision", cwd: str | Path = ".") -> Side:
     """Find what `ref` names (see the module's docstring); one clear error when nothing matches."""
     if Path(ref).is_file():
-        return from_report(io.read_json(ref), f"{ref} (report file)")
+        return from_report(read_report(ref), f"{ref} (report file)")
     if re.fullmatch(r"[0-9a-f]{32}", ref):
         run = tracking.get_run(ref, mlruns_dir)
         if run is not None:

@@ -53,7 +53,7 @@ def run(params_path: Path) -> list[str]:
     _check(ok, "keras flavour", detail, problems, "import Keras only through pipelines.vision.tfk")
     print(f"ok   {'cpu':<22} {host.cpu_model()}, {os.cpu_count()} cores")
     try:
-        params = load_params(params_path, sections=["base", "data"])
+        params = load_params(params_path)  # the whole file, every section
     except UserError as exc:
         _check(False, "params", str(exc), problems)
         return problems

@@ -505,8 +505,11 @@ def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = N
     for section in raw:
         if section not in SCHEMA:
             raise ParamsError(f"{name}: unknown section '{section}'; allowed: {', '.join(SCHEMA)}")
+    # Every section the file has is checked, not only the ones asked for: a typo in the last
+    # stage's section stops the first stage, in seconds, not an hour into the pipeline.
+    wanted = set(sections or SCHEMA) | set(raw)
     out = {}
-    for section in sections or list(SCHEMA):
+    for section in [s for s in SCHEMA if s in wanted]:
         fields = SCHEMA[section]
         values = raw.get(section)
         if not isinstance(values, dict):
@@ -517,7 +520,7 @@ def validate(raw: Any, name: str = "params.yaml", sections: list[str] | None = N
     for needs, rule in RULES:
         if all(section in out for section in needs) and (problem := rule(out)):
             raise ParamsError(f"{name}: {problem}")
-    return out
+    return out if sections is None else {section: out[section] for section in sections}
 
 
 def _check_keys(values: dict, fields: dict[str, Field], where: str, name: str) -> None:

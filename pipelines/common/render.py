@@ -64,6 +64,8 @@ def format_figure(field: str, value: Any, ms: str = "{:.3f} ms") -> str:
         return f"{value:.2%}"
     if field.endswith("_ms"):
         return ms.format(value)
+    if field.endswith("_points"):
+        return f"{value:.2f} points"
     return f"{value:,.0f}"
 
 

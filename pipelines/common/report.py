@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pipelines.common.errors import UserError
@@ -207,8 +208,40 @@ def vision_report(quantized: Mapping[str, Any], measured: Mapping[str, Any], cal
             "host_prediction": measured["host_prediction"],
             "arm_prediction": arm_prediction(rows),
         },
+        **dvc_metrics(rows, final),
         "models": rows,
     }
+
+
+# The figures `dvc metrics show` and `dvc exp show` list for each model (they drop the `models` list).
+DVC_FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "target_latency_ms", "memory_access_bytes", "teacher_drop_points")
+
+
+def dvc_metrics(rows: Sequence[Mapping[str, Any]], final: str) -> dict[str, Any]:
+    """The final model's and every model's figures as nested dicts, the layout DVC's tables read."""
+    figures = {r["name"]: {f: r.get(f) for f in DVC_FIGURES if r.get(f) is not None} for r in rows}
+    return {"final_model": {"name": final, **figures[final]}, "by_model": figures}
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """A report file (metrics/report.json or graph_report.json), checked: anything broken is one
+    UserError line (exit 2), never a traceback nor the exit 1 CI reads as "over budget"."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no report yet; run `make repro` (or `dvc repro`) first")
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a report: invalid JSON ({exc}); run the report stage again") from None
+    models = doc.get("models") if isinstance(doc, dict) else None
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) and "name" in m for m in models):
+        raise UserError(f"{path}: not a report: no 'models' list of named models; run the report stage again")
+    if doc.get("final") not in {m["name"] for m in models}:
+        raise UserError(f"{path}: not a report: its 'final' model {doc.get('final')!r} is not among its models; "
+                        "run the report stage again")  # fmt: skip
+    return doc
 
 
 def chain_summary(quantized: Mapping[str, Any], distill: Mapping[str, Any] | None,
