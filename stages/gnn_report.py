@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             "stage_seconds": {k: v.get("duration_s") for k, v in stage_metrics.items()},
             "stage_seconds_total": stage_seconds,
             "targets": graph_report.check_targets(rows, stage_metrics["distill"], stage_metrics["benchmark"], stage_seconds),
+            **report.dvc_metrics(rows, final),
             "models": rows,
         }  # fmt: skip
         plots = Path(args.plots)
