@@ -135,6 +135,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipelines.common import tracking
+    from pipelines.common.params import load_params
+
+    section = "report" if args.pipeline == "vision" else "gnn_report"
+    settings = load_params(args.params, sections=[section])[section]
+    name = settings["registered_model"]
+    if not name:
+        raise UserError(f"{args.params}: {section}.registered_model is null: the pipeline registers no model")
+    done = tracking.promote(_store(args.params), name, args.to, args.from_alias or settings["alias"], args.version)
+    print(f"{name} version {done['version']} ({done['model']}, run {done['run_id'][:12]}) is now "
+          + ", ".join(f"@{a}" for a in done["aliases"]))
+    return 0
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from pipelines.common import tracking
 
@@ -279,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--params", default="params.yaml", help="whose MLflow store to search (base.mlruns_dir)")
     cp.add_argument("--pipeline", choices=("vision", "graph"), default="vision")
     cp.set_defaults(func=cmd_compare)
+
+    po = sub.add_parser("promote", help="move a registry alias (production) on to the final model's version (@candidate)")
+    po.add_argument("--params", default="params.yaml", help="whose store and registered model (report.registered_model)")
+    po.add_argument("--pipeline", choices=("vision", "graph"), default="vision")
+    po.add_argument("--to", default="production", help="the alias to move (default production)")
+    po.add_argument("--from", dest="from_alias", help="the alias whose version it moves to (default report.alias)")
+    po.add_argument("--version", help="this version instead of the --from alias's")
+    po.set_defaults(func=cmd_promote)
 
     sy = sub.add_parser("sync", help="log the runs a stage could not log (the store's outbox) to MLflow now")
     sy.add_argument("--params", default="params.yaml", help="whose store (base.mlruns_dir) and outbox")

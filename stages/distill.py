@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> None:
             "budget": budget.check("student_kd", runs[0]["kd_accuracy"], teacher_accuracy,
                                    st.params["budget"]["max_accuracy_drop"]),  # fmt: skip
         }
-        st.finish(metrics, args.metrics)
+        curves = {f"{job['kind']}/seed{job['seed']}/{k}": v for job, r in zip(jobs, results, strict=True)
+                  for k, v in r.get("history", {}).items()}  # fmt: skip
+        kinds = dict.fromkeys(job["kind"] for job in jobs if job["save"])
+        st.finish(metrics, args.metrics, series=curves,
+                  models=[{"name": f"student_{kind}", "kind": "keras", "path": Path(args.out) / f"student_{kind}.keras",
+                           "example": ds.example()} for kind in kinds])  # fmt: skip
         if state:
             shutil.rmtree(state)
 

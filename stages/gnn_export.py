@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> None:
                 )
         metrics = {"dataset": arrays.name, "test_count": int(len(y_test)), "keras_max_abs_logit_diff": round(keras_diff, 8),
                    "params": int(model.count_params()), "models": files}  # fmt: skip
-        st.finish(metrics, args.metrics, artifacts=sorted(Path(args.out).glob("*.tflite")))
+        example = x_test[:2].astype(np.float32).tolist()
+        st.finish(metrics, args.metrics, models=[
+            {"name": name, "kind": "tflite", "path": f["file"], "example": example, "params": {"dtype": f["dtype"]},
+             "metrics": {"accuracy": f["accuracy"], "size_bytes": f["size_bytes"]}} for name, f in files.items()])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -78,12 +78,15 @@ def main(argv: list[str] | None = None) -> None:
         st.finish(doc, args.out, artifacts=[plots / "accuracy_latency.png"], extra_tags={"edgesmith.final": final})
         side_by_side = {f"{r['dataset']}.{r['name']}": {k: v for k, v in r.items() if isinstance(v, (int, float))}
                         for r in rows}  # fmt: skip
-        st.log_run(
-            "summary", {**side_by_side, "stage_seconds_total": stage_seconds},
+        held = all(t["holds"] for t in doc["targets"].values())
+        st.summary(
+            {**side_by_side, "stage_seconds_total": stage_seconds},
             artifacts=[args.out, plots / "report.csv", plots / "accuracy_latency.png"],
-            extra_tags={"edgesmith.summary": "true", "edgesmith.final": final, "edgesmith.pipeline": "graph"},
-            extra_params={"final": final, "teacher": teacher},
-        )  # fmt: skip
+            tags={"edgesmith.final": final, "edgesmith.pipeline": "graph"},
+            params={"final": final, "teacher": teacher},
+            figures=report.model_figures(rows),
+            register=report.registration(settings, final, held, "every target holds" if held else "a target missed"),
+        )
         log.info("gnn_report: %s; final model %s", args.out, final)
 
 

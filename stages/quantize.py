@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> None:
         metrics = {"test_count": int(len(ds.y_test)), "reference_accuracy": reference, "models": files.entries}
         if chain:
             metrics["chain"] = chain
-        st.finish(metrics, args.metrics, artifacts=sorted(Path(args.out).glob("*.tflite")))
+        example = ds.example()
+        st.finish(metrics, args.metrics, models=[
+            {"name": name, "kind": "tflite", "path": e["file"], "example": example, "params": {"dtype": e["dtype"]},
+             "metrics": {k: e[k] for k in ("accuracy", "size_bytes") if e.get(k) is not None}}
+            for name, e in files.entries.items()])  # fmt: skip
 
 
 if __name__ == "__main__":

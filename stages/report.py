@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipelines.common import io, plots, render, report, tracking
+from pipelines.common import budget, io, plots, render, report, tracking
 from pipelines.common.params import comma_list
 from pipelines.common.stage import Stage
 
@@ -66,12 +66,14 @@ def main(argv: list[str] | None = None) -> None:
         final_row = next(r for r in rows if r["name"] == final)
         st.finish(doc, args.out, artifacts=[folder / n for n in pngs], extra_tags={"edgesmith.final": final})
         side_by_side = {r["name"]: {k: v for k, v in r.items() if k not in ("name", "file", "dtype")} for r in rows}
-        st.log_run(
-            "summary",
+        within = all(c["ok"] for c in budget.check_budget(doc, st.params["budget"]))
+        st.summary(
             {**side_by_side, **{"final_" + k: v for k, v in final_row.items() if k not in ("name", "file", "dtype")}},
             artifacts=[args.out, folder / "report.csv", *[folder / n for n in pngs]],
-            extra_tags={"edgesmith.summary": "true", "edgesmith.final": final, "edgesmith.pipeline": "vision"},
-            extra_params={"final": final},
+            tags={"edgesmith.final": final, "edgesmith.pipeline": "vision", "edgesmith.within_budget": str(within).lower()},
+            params={"final": final},
+            figures=report.model_figures(rows),
+            register=report.registration(settings, final, within, "within the whole budget" if within else "over budget"),
         )
         log.info("report: %s; final model %s", args.out, final)
 

@@ -34,6 +34,11 @@ def _params(tmp_path, mlruns="mlruns") -> str:
     return str(p)
 
 
+def _stage_runs(experiment: str, store) -> list[dict]:
+    """The stage runs of an experiment, without the pipeline runs they nest under."""
+    return [r for r in tracking.find_runs(experiment, store) if r["tags"].get("edgesmith.pipeline_run") != "true"]
+
+
 def test_stage_run_is_logged_with_tags_params_metrics(tmp_path, monkeypatch):
     monkeypatch.delenv(tracking.ENV_URI, raising=False)
     data = tmp_path / "input.bin"
@@ -41,7 +46,7 @@ def test_stage_run_is_logged_with_tags_params_metrics(tmp_path, monkeypatch):
     with Stage("quantize", _params(tmp_path), sections=["quantize"], inputs={"data": data}) as st:
         run_id = st.finish({"accuracy": 0.9, "nested": {"size": 3}, "label": "x"}, tmp_path / "metrics" / "q.json")
     assert run_id
-    runs = tracking.find_runs("test-exp", tmp_path / "mlruns")
+    runs = _stage_runs("test-exp", tmp_path / "mlruns")
     assert [r["name"] for r in runs] == ["quantize"]
     run = runs[0]
     assert run["metrics"]["accuracy"] == 0.9 and run["metrics"]["nested.size"] == 3
@@ -99,8 +104,8 @@ def test_a_section_with_its_own_experiment_sends_the_stage_run_there(tmp_path, m
         st.finish({"n": 1}, tmp_path / "metrics" / "g.json")
     with Stage("data", params, sections=["data"]) as st:
         assert st.experiment == "test-exp"
-    assert [r["name"] for r in tracking.find_runs(graph_experiment, tmp_path / "mlruns")] == ["graph_data"]
-    assert tracking.find_runs("test-exp", tmp_path / "mlruns") == []
+    assert [r["name"] for r in _stage_runs(graph_experiment, tmp_path / "mlruns")] == ["graph_data"]
+    assert _stage_runs("test-exp", tmp_path / "mlruns") == []
 
 
 def _hold_lock(db: Path, seconds: float) -> subprocess.Popen:
@@ -138,7 +143,7 @@ def test_locked_store_keeps_the_run_and_sync_logs_it_once(tmp_path, monkeypatch,
 
     assert main(["sync", "--params", params]) == 0
     assert main(["sync", "--params", params]) == 0  # nothing left: no second copy
-    runs = {r["name"]: r for r in tracking.find_runs("test-exp", tmp_path / "mlruns")}
+    runs = {r["name"]: r for r in _stage_runs("test-exp", tmp_path / "mlruns")}
     assert sorted(runs) == ["data", "quantize"]
     synced = runs["quantize"]
     assert synced["metrics"] == {"accuracy": 0.75, "size": 10.0, "duration_s": synced["metrics"]["duration_s"]}
@@ -185,7 +190,7 @@ def test_a_retry_after_a_half_logged_run_completes_it_instead_of_duplicating(tmp
     run_id = tracking.log_run(run_name="teacher", experiment="e", mlruns_dir=tmp_path / "mlruns", params={"a": 1},
                               metrics={"acc": 0.5}, tags={})  # fmt: skip
     assert calls == [run_id, run_id]
-    runs = tracking.find_runs("e", tmp_path / "mlruns")
+    runs = _stage_runs("e", tmp_path / "mlruns")
     assert [(r["name"], r["metrics"]) for r in runs] == [("teacher", {"acc": 0.5})]
 
 
@@ -206,7 +211,7 @@ def test_two_processes_on_one_fresh_sqlite_store_lose_and_duplicate_nothing(tmp_
                               stderr=subprocess.PIPE, text=True) for who in "AB"]  # fmt: skip
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
-    names = [r["name"] for r in tracking.find_runs("sweep", tmp_path / "mlruns")]
+    names = [r["name"] for r in _stage_runs("sweep", tmp_path / "mlruns")]
     assert sorted(names) == sorted(f"{w}-{i}" for w in "AB" for i in range(8))
     assert not (tmp_path / "mlruns" / "outbox").exists()
 
@@ -223,3 +228,80 @@ def test_a_queued_experiment_logs_to_the_projects_store(tmp_path, monkeypatch):
     assert tracking.store_uris(copy / "mlruns")[0] == f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
     monkeypatch.delenv("DVC_ROOT")
     assert tracking.store_dir(copy / "mlruns") == copy / "mlruns"
+
+
+def test_one_pipeline_run_holds_its_stages_datasets_curves_models_and_the_registered_final(tmp_path, monkeypatch,
+                                                                                           tiny_models):
+    """What the MLflow UI shows after a pipeline: its experiment in the model-training view, one
+    pipeline run with the stage runs nested, MLflow's source tags, the dataset's splits as inputs,
+    per-epoch curves as steps, the models as logged models with their figures, and the final one
+    registered with its alias; the registered .tflite model loads and predicts through MLflow."""
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from pipelines.edge import evaluate
+
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    params = _params(tmp_path)
+    x, y = tiny_models["x"], tiny_models["y"]
+    data = tmp_path / "data" / "dataset.npz"
+    data.parent.mkdir()
+    np.savez(data, x_train=x[:400], y_train=y[:400], x_val=x[400:500], y_val=y[400:500], x_test=x[500:], y_test=y[500:])
+    keras_file = tmp_path / "teacher.keras"
+    tiny_models["keras"].save(keras_file)
+    example = (x[500:502].astype("float32") / 255).tolist()
+    with Stage("teacher", params, sections=["teacher"], inputs={"data": data}) as st:
+        st.finish({"test_accuracy": 0.8}, tmp_path / "metrics" / "teacher.json", series={"val_accuracy": [0.5, 0.7, 0.8]},
+                  models=[{"name": "teacher", "kind": "keras", "path": keras_file, "example": example}])
+    with Stage("quantize", params, sections=["quantize"], inputs={"data": data}) as st:
+        st.finish({"n": 2}, tmp_path / "metrics" / "quantize.json", models=[
+            {"name": name, "kind": "tflite", "path": tiny_models[kind], "example": example, "metrics": {"accuracy": 0.7}}
+            for name, kind in (("teacher_fp32", "fp32"), ("teacher_int8", "int8"))])
+    with Stage("report", params, sections=["report", "budget"]) as st:
+        st.summary({"teacher_int8": {"accuracy": 0.79}}, [], {"edgesmith.final": "teacher_int8"}, {"final": "teacher_int8"},
+                   figures={"teacher_int8": {"accuracy": 0.79, "latency_p50_ms": 0.25, "memory_access_bytes": 1234}},
+                   register={"name": "tiny", "model": "teacher_int8", "alias": "candidate", "tags": {"edgesmith.verdict": "ok"}})
+
+    store = tmp_path / "mlruns"
+    c = MlflowClient(tracking.store_uris(store)[0])
+    exp = c.get_experiment_by_name("test-exp")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = {r["name"]: r for r in tracking.find_runs("test-exp", store)}
+    (parent,) = [r for r in runs.values() if r["tags"].get("edgesmith.pipeline_run") == "true"]
+    assert sorted(runs) == sorted(["teacher", "quantize", parent["name"]])  # the summary is on the parent
+    assert all(runs[s]["tags"]["mlflow.parentRunId"] == parent["run_id"] for s in ("teacher", "quantize"))
+    assert parent["tags"]["edgesmith.summary"] == "true" and parent["metrics"]["teacher_int8.accuracy"] == 0.79
+    teacher = runs["teacher"]
+    assert teacher["tags"]["mlflow.source.name"] == "stages/teacher.py" and teacher["tags"]["mlflow.source.type"] == "LOCAL"
+    assert [(m.step, m.value) for m in c.get_metric_history(teacher["run_id"], "val_accuracy")] == [(1, 0.5), (2, 0.7), (3, 0.8)]
+    inputs = c.get_run(teacher["run_id"]).inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs}
+    assert sorted(contexts) == ["test", "train", "validation"]
+    assert {d.name for d in contexts.values()} == {"fashion-mnist"}  # data.path's folder
+    assert len({d.digest for d in contexts.values()}) == 3 and '"num_rows": 400' in contexts["train"].profile
+
+    logged = {m.name: m for m in c.search_logged_models([exp.experiment_id])}
+    assert sorted(logged) == ["teacher", "teacher_fp32", "teacher_int8"]
+    assert logged["teacher"].source_run_id == teacher["run_id"]
+    int8 = logged["teacher_int8"]
+    figures = {m.key: m.value for m in c.get_logged_model(int8.model_id).metrics}
+    assert figures.items() >= {"accuracy": 0.79, "latency_p50_ms": 0.25, "memory_access_bytes": 1234}.items()
+    version = c.get_model_version_by_alias("tiny", "candidate")
+    assert version.source == f"models:/{int8.model_id}" and version.run_id == runs["quantize"]["run_id"]
+    assert version.tags["edgesmith.verdict"] == "ok" and "mlflow.source.git.commit" in version.tags
+    assert version.tags["edgesmith.data_sha256"] == io.sha256_path(data)
+    monkeypatch.setenv(tracking.ENV_URI, tracking.store_uris(store)[0])
+    loaded = mlflow.pyfunc.load_model("models:/tiny@candidate")
+    images = x[500:510].astype("float32") / 255
+    np.testing.assert_allclose(loaded.predict(images), evaluate.predict(tiny_models["int8"], images), atol=1e-6)
+    assert main(["promote", "--params", params, "--to", "production", "--from", "candidate"]) == 2  # no such model name
+    raw = yaml.safe_load(Path(params).read_text())
+    raw["report"]["registered_model"] = "tiny"
+    Path(params).write_text(yaml.safe_dump(raw))
+    assert main(["promote", "--params", params]) == 0
+    assert c.get_model_version_by_alias("tiny", "production").version == version.version
+    assert main(["promote", "--params", params, "--to", "staging", "--version", "7"]) == 2  # one line, not a traceback
+    keras_model = mlflow.pyfunc.load_model(f"models:/{logged['teacher'].model_id}")
+    assert list(keras_model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 16, 16, 1]
+    np.testing.assert_allclose(keras_model.predict(images), tiny_models["keras"].predict(images, verbose=0), atol=1e-5)

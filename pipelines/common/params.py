@@ -320,6 +320,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "rank_by": Choice("size_bytes", "latency_p50_ms", "target_latency_ms"),
         "tie_tolerance": Float(0.0, 1.0),  # rank_by figures this close (relative) tie; the most accurate wins
         "final_dtypes": OptStr,  # comma-separated dtypes the final model may have (float32, dynamic, float16, int8, mixed)
+        "registered_model": OptStr,  # MLflow Model Registry name the final model is registered under (null: not registered)
+        "alias": Str,  # the registry alias the final model gets when within the whole budget
     },
     # ---- the graph pipeline (PyTorch Geometric) ----
     "graph": {
@@ -405,6 +407,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "gnn_report": {
         "max_accuracy_drop": Float(0.0, 100.0),  # points below the best node model still acceptable
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
+        "registered_model": OptStr,  # as report.registered_model, for the graph pipeline's final model
+        "alias": Str,
     },
 }
 

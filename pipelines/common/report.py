@@ -217,6 +217,25 @@ def vision_report(quantized: Mapping[str, Any], measured: Mapping[str, Any], cal
 DVC_FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "target_latency_ms", "memory_access_bytes", "teacher_drop_points")
 
 
+# The figures attached to each model in MLflow (its logged model's metrics).
+MODEL_FIGURES = ("accuracy", "size_bytes", "params", "macs", "memory_access_bytes", "peak_activation_bytes",
+                 "latency_p50_ms", "latency_p90_ms", "target_latency_ms", "arm_instructions", "arm_latency_ms",
+                 "device_latency_p50_ms", "predicted_latency_ms")  # fmt: skip
+
+
+def model_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    return {r["name"]: {f: r[f] for f in MODEL_FIGURES if isinstance(r.get(f), (int, float)) and not isinstance(r.get(f), bool)}
+            for r in rows}  # fmt: skip
+
+
+def registration(settings: Mapping[str, Any], final: str, alias_it: bool, why: str) -> dict[str, Any] | None:
+    """What the summary registers: the final model under `registered_model`, with `alias` when `alias_it`."""
+    if not settings["registered_model"]:
+        return None
+    return {"name": settings["registered_model"], "model": final, "alias": settings["alias"] if alias_it else None,
+            "tags": {"edgesmith.verdict": why}, "description": f"{final}: {why}"}  # fmt: skip
+
+
 def dvc_metrics(rows: Sequence[Mapping[str, Any]], final: str) -> dict[str, Any]:
     """The final model's and every model's figures as nested dicts, the layout DVC's tables read."""
     figures = {r["name"]: {f: r.get(f) for f in DVC_FIGURES if r.get(f) is not None} for r in rows}

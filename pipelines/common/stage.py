@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class Stage:
         self.params: dict[str, dict[str, Any]] = {}
         self.base: dict[str, Any] = {}
         self.started = 0.0
+        self._hashes: dict[Path, str] = {}
 
     def __enter__(self) -> Stage:
         setup_logging()
@@ -117,13 +118,37 @@ class Stage:
             "edgesmith.stage": self.name,
             "edgesmith.params_file": str(self.params_path),
             "edgesmith.params_hash": params_hash(self.params, {"seed": self.seed}),
-            "mlflow.source.git.commit": tracking.git_commit(self.params_path.parent),
+            **tracking.source_tags(self.params_path.parent, f"stages/{self.name}.py"),
         }
         if os.environ.get("DVC_EXP_NAME"):
             tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
         for key, path in self.inputs.items():
-            tags[f"input.{key}.sha256"] = io.sha256_path(path)[:16]
+            tags[f"input.{key}.sha256"] = self._sha256(path)[:16]
         return tags
+
+    def _sha256(self, path: Path) -> str:
+        if path not in self._hashes:
+            self._hashes[path] = io.sha256_path(path)
+        return self._hashes[path]
+
+    def pipeline_run(self) -> dict[str, Any]:
+        """The pipeline run every stage run nests under: one per commit, DVC experiment and params
+        file content, in this stage's experiment (found by its key, or made by the first stage)."""
+        commit = tracking.git_commit(self.params_path.parent)
+        exp = os.environ.get("DVC_EXP_NAME", "")
+        key = params_hash({"experiment": self.experiment, "commit": commit, "dvc_exp": exp,
+                           "params": io.sha256_file(self.params_path)})  # fmt: skip
+        tags = {**tracking.source_tags(self.params_path.parent, "dvc.yaml"), "edgesmith.pipeline_run": "true",
+                "edgesmith.params_file": str(self.params_path), **({"dvc.exp_name": exp} if exp else {})}  # fmt: skip
+        return {"key": key, "name": f"{exp or 'pipeline'} @ {commit[:7]}", "tags": tags}
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """The stage's dataset inputs as MLflow datasets: name, content digest, split."""
+        out = []
+        for key, path in self.inputs.items():
+            if key == "data":
+                out += tracking.dataset_inputs(path, dataset_name(self.params_path, path), self._sha256(path))
+        return out
 
     def finish(
         self,
@@ -131,12 +156,44 @@ class Stage:
         metrics_path: str | Path,
         artifacts: Iterable[str | Path] = (),
         extra_tags: Mapping[str, str] | None = None,
+        series: Mapping[str, Sequence[float]] | None = None,
+        models: Iterable[Mapping[str, Any]] = (),
     ) -> str | None:
-        """Write metrics/<stage>.json, then log the stage's run. Returns the MLflow run id, if logged."""
+        """Write metrics/<stage>.json, then log the stage's run (with per-epoch `series` and the
+        `models` it made, see `tracking.record`). Returns the MLflow run id, if logged."""
         metrics = dict(metrics)
         metrics.setdefault("duration_s", round(time.time() - self.started, 2))
         io.write_json(metrics_path, metrics)
-        return self.log_run(self.name, metrics, [metrics_path, *artifacts], extra_tags)
+        data = {"edgesmith.data_sha256": self._sha256(self.inputs["data"])} if "data" in self.inputs else {}
+        models = [{**m, "tags": {**data, **m.get("tags", {})}} for m in models]
+        return self.log_run(self.name, metrics, [metrics_path, *artifacts], extra_tags, series=series, models=models,
+                            datasets=self.datasets())  # fmt: skip
+
+    def summary(
+        self,
+        metrics: Mapping[str, Any],
+        artifacts: Iterable[str | Path],
+        tags: Mapping[str, str],
+        params: Mapping[str, Any],
+        figures: Mapping[str, Mapping[str, Any]],
+        register: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """The pipeline's summary, logged on the pipeline run itself: every model's figures side by
+        side, also attached to the models; with `register`, the final model is registered."""
+        return tracking.log_run(
+            run_name="summary",
+            experiment=self.experiment,
+            mlruns_dir=self.resolve(self.base["mlruns_dir"]),
+            params=params,
+            metrics=metrics,
+            tags={**tags, "edgesmith.summary": "true"},
+            artifacts=artifacts,
+            start_time_ms=int(self.started * 1000),
+            parent=self.pipeline_run(),
+            on_parent=True,
+            figures=figures,
+            register=register,
+        )
 
     def log_run(
         self,
@@ -145,8 +202,10 @@ class Stage:
         artifacts: Iterable[str | Path] = (),
         extra_tags: Mapping[str, str] | None = None,
         extra_params: Mapping[str, Any] | None = None,
+        **fields: Any,
     ) -> str | None:
-        """One MLflow run with this stage's params and tags (tracking failures only warn)."""
+        """One MLflow run with this stage's params and tags, nested in the pipeline run (tracking
+        failures only warn); `fields` as `tracking.record` takes them."""
         return tracking.log_run(
             run_name=run_name,
             experiment=self.experiment,
@@ -156,4 +215,21 @@ class Stage:
             tags={**self.tags(), **(extra_tags or {})},
             artifacts=artifacts,
             start_time_ms=int(self.started * 1000),
+            parent=self.pipeline_run(),
+            **fields,
         )
+
+
+def dataset_name(params_path: str | Path, path: str | Path) -> str:
+    """What the user calls the dataset behind a prepared input: the folder or file `data.path`
+    names, or the graph datasets `graph_data` names."""
+    import yaml
+
+    raw = yaml.safe_load(Path(params_path).read_text()) or {}
+    path = Path(path)
+    if "graph" in path.parts or path.name in ("node.npz", "graph.npz"):
+        g = raw.get("graph_data") or {}
+        names = {"node.npz": [g.get("node_dataset")], "graph.npz": [g.get("graph_dataset")]}.get(
+            path.name, [g.get("node_dataset"), g.get("graph_dataset")])
+        return "+".join(str(n) for n in names if n) or path.stem
+    return Path(str((raw.get("data") or {}).get("path") or path)).expanduser().name or path.stem

@@ -52,6 +52,10 @@ class Dataset:
             out[f"x_{s}"], out[f"y_{s}"] = getattr(self, f"x_{s}"), getattr(self, f"y_{s}")
         return out
 
+    def example(self, n: int = 2) -> list:
+        """The first `n` test images as the models take them (float32 in [0, 1]): MLflow's input example."""
+        return (self.x_test[:n].astype(np.float32) / 255.0).tolist()
+
     def save(self, path: str | Path) -> None:
         np.savez(path, **self.arrays(), class_names=np.array(self.class_names))
 

@@ -101,6 +101,7 @@ def train_student(job: dict) -> dict:
         "val_accuracy": history["val_accuracy"][-1],
         "seconds": round(sum(history["seconds"]), 1),  # training, with the epochs before a resume
         "params": int(model.count_params()),
+        "history": history,
     }
     if job["save"]:
         model.save(job["save"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +100,7 @@ class PrunedStudent:
     steps: int
     fine_tune_loss: str  # "distillation" or "labels"
     fine_tune_seconds: float
+    history: dict = field(default_factory=dict)  # per-epoch loss, accuracy, val_accuracy of the fine-tuning
 
 
 def prune_student(dense: keras.Model, ds, p: dict, distill_p: dict, teacher_path: str | Path, seed: int) -> PrunedStudent:
@@ -124,10 +125,11 @@ def prune_student(dense: keras.Model, ds, p: dict, distill_p: dict, teacher_path
     sched, frequency = schedule(p["schedule"], p["target_sparsity"], steps * p["epochs"], p["updates_per_epoch"], steps)
     wrapped = prunable(dense, sched, (2, 4) if p["m_by_n"] == "2:4" else None)
     t0 = time.time()
-    fit_student(wrapped, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss, {**p, "augment_flip": distill_p["augment_flip"]},
-                seed, targets=targets, callbacks=[step_callback()])  # fmt: skip
+    history = fit_student(wrapped, ds.x_train, ds.y_train, ds.x_val, ds.y_val, loss,
+                          {**p, "augment_flip": distill_p["augment_flip"]}, seed, targets=targets,
+                          callbacks=[step_callback()])  # fmt: skip
     return PrunedStudent(strip(wrapped), frequency, steps * p["epochs"],
-                         "distillation" if loss.uses_teacher else "labels", time.time() - t0)  # fmt: skip
+                         "distillation" if loss.uses_teacher else "labels", time.time() - t0, history)  # fmt: skip
 
 
 def int8_dense_vs_pruned(dense: keras.Model, pruned: keras.Model, ds, bench_p: dict, seed: int) -> dict[str, dict]:

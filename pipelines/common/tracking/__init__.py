@@ -11,17 +11,21 @@ in the store's outbox (`<mlruns>/outbox/`) until `edgesmith sync` pushes it.
 - `lock`: writers on one machine take turns, and a busy store is retried;
 - `runs`: a stage's run, recorded and logged;
 - `outbox`: runs that could not be logged, kept and synced later;
+- `models`: model files as MLflow logged models, their figures, the registry (`tflite_pyfunc`: a
+  .tflite file as a pyfunc model);
+- `datasets`: a stage's dataset as MLflow dataset inputs;
 - `queries`: reading runs back (compare, doctor).
 """
 
+from pipelines.common.tracking.datasets import dataset_inputs
 from pipelines.common.tracking.lock import ENV_RETRY_SECONDS, StoreBusy, is_transient, with_retries
 from pipelines.common.tracking.outbox import sync
-from pipelines.common.tracking.queries import find_runs, get_run, ping, summary_runs
-from pipelines.common.tracking.runs import RUN_KEY, git_commit, log_run, push, record
+from pipelines.common.tracking.queries import find_runs, get_run, ping, promote, summary_runs
+from pipelines.common.tracking.runs import RUN_KEY, git_commit, log_run, push, record, source_tags
 from pipelines.common.tracking.store import ENV_URI, OUTBOX, outbox_dir, store_dir, store_uris
 
 __all__ = [
-    "ENV_RETRY_SECONDS", "ENV_URI", "OUTBOX", "RUN_KEY", "StoreBusy", "find_runs", "get_run", "git_commit",
-    "is_transient", "log_run", "outbox_dir", "ping", "push", "record", "store_dir", "store_uris", "summary_runs",
+    "ENV_RETRY_SECONDS", "ENV_URI", "OUTBOX", "RUN_KEY", "StoreBusy", "dataset_inputs", "find_runs", "get_run", "git_commit",
+    "is_transient", "log_run", "outbox_dir", "ping", "promote", "push", "record", "source_tags", "store_dir", "store_uris", "summary_runs",
     "sync", "with_retries",
 ]  # fmt: skip

@@ -62,3 +62,23 @@ def ping(mlruns_dir: str | Path) -> tuple[str, str | None]:
         return uri, None
     except Exception as exc:  # noqa: BLE001
         return uri, reason(exc)
+
+
+def promote(mlruns_dir: str | Path, name: str, to_alias: str, from_alias: str | None, version: str | None) -> dict[str, Any]:
+    """Point `to_alias` of the registered model `name` at `version` (or at the version `from_alias`
+    points at); returns that version's number, model and run. A missing model, alias or version is
+    one UserError line."""
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.common.errors import UserError
+    from pipelines.common.tracking import models
+
+    uri = store_uris(mlruns_dir)[0]
+    try:
+        chosen = models.promote(client(uri), name, to_alias, from_alias, version)
+    except MlflowException as exc:
+        what = f"version {version}" if version else f"alias @{from_alias}"
+        raise UserError(f"{uri}: registered model '{name}' has no {what} ({str(exc).splitlines()[0]}); run the "
+                        "pipeline first, or pass --version") from None  # fmt: skip
+    return {"version": chosen.version, "model": chosen.tags.get("edgesmith.model", chosen.source),
+            "run_id": chosen.run_id, "aliases": sorted({*chosen.aliases, to_alias})}  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -54,6 +56,21 @@ def client(uri: str):
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def default_store(uri: str) -> Iterator[None]:
+    """MLFLOW_TRACKING_URI set to `uri` for the calls inside (those of MLflow that ignore their
+    client's store), then put back as it was."""
+    before = os.environ.get(ENV_URI)
+    os.environ[ENV_URI] = uri
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_URI, None)
+        else:
+            os.environ[ENV_URI] = before
 
 
 def reason(exc: BaseException) -> str:

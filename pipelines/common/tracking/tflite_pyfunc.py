@@ -1,0 +1,24 @@
+"""An MLflow pyfunc model of one .tflite file, run in the TFLite runtime.
+
+MLflow stores this file as the model's code ("models from code") and the project's runtime loader
+beside it (`code/pipelines/`), so `mlflow.pyfunc.load_model(uri).predict(x)` needs MLflow, NumPy
+and the TFLite runtime only. `x`: float32 images scaled to [0, 1] (or the graph student's node
+features), shaped as the signature says; the output is the model's, dequantized to float32.
+"""
+
+import mlflow
+import numpy as np
+from mlflow.pyfunc import PythonModel
+
+
+class TFLiteModel(PythonModel):
+    def load_context(self, context):
+        self.path = context.artifacts["tflite"]
+
+    def predict(self, context, model_input, params=None):
+        from pipelines.edge import evaluate
+
+        return evaluate.predict(self.path, np.asarray(model_input, dtype=np.float32), threads=1)
+
+
+mlflow.models.set_model(TFLiteModel())
