@@ -15,11 +15,14 @@ JOBS ?= 2
 # make search-distributed: WORKERS (worker processes beside the chief), PORT (the chief's oracle port; default: a free one)
 WORKERS ?= 2
 TARGET ?= $(PROFILE)/dvc.yaml:report
+# make push / pull: REMOTE (a DVC remote's name; default: the default remote), TARGETS (dvc.yaml files or stages; default all)
+REMOTE ?=
+TARGETS ?=
 # Stages run `python -m stages.<name>`: the venv's python must come first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup arm-setup repro repro-quick exp search-distributed test test-all test-slow lint ui mlflow-server report results doctor bench-stability clean
+.PHONY: help setup arm-setup repro repro-quick exp search-distributed push pull test test-all test-slow lint ui mlflow-server report results doctor bench-stability clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +63,12 @@ exp: ## Sweep in parallel: make exp PARAMS="teacher.epochs=2,4,8" [PROFILE=profi
 
 search-distributed: ## The search stage as a keras-tuner chief + WORKERS workers on this host: make search-distributed WORKERS=2 [PROFILE=profiles/quick] [PORT=...]
 	scripts/search-distributed.sh $(PROFILE) $(WORKERS) $(PORT)
+
+push: ## Share what the pipeline made: data, models, plots and the run cache to the DVC remote (REMOTE=name; default: the -d one)
+	$(BIN)/dvc push --run-cache $(if $(REMOTE),-r $(REMOTE)) $(TARGETS)
+
+pull: ## Get a teammate's (or CI's) outputs from the DVC remote instead of re-running: then dvc status is clean
+	$(BIN)/dvc pull --run-cache $(if $(REMOTE),-r $(REMOTE)) $(TARGETS)
 
 test: ## Fast test suite (everything not marked slow)
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -217,21 +217,32 @@ def test_second_repro_has_nothing_to_do(run):
 
 
 def test_every_stage_run_is_on_the_server_once(run):
-    """The server is stopped: its database must hold one run per finished stage, none for a killed attempt."""
+    """The server is stopped: its database must hold one pipeline run per experiment with one run per
+    finished stage nested in it (none for a killed attempt), the search trials under the search."""
     project, quick = run["project"], run["quick"]
     vision = tracking.find_runs("edgesmith-vision-quick", project / "mlruns")
     csv = (quick / "plots" / "search" / "trials.csv").read_text().splitlines()[1:]
     trials = [f"search/trial_{line.split(',')[0]}" for line in csv]
-    assert sorted(r["name"] for r in vision) == sorted([*STAGES, *trials, "summary"])
+    (parent,) = [r for r in vision if r["tags"].get("edgesmith.pipeline_run") == "true"]
+    assert sorted(r["name"] for r in vision) == sorted([*STAGES, *trials, parent["name"]])
+    by_name = {r["name"]: r for r in vision}
+    for r in vision:
+        if r is not parent:
+            want = by_name["search"]["run_id"] if r["name"].startswith("search/") else parent["run_id"]
+            assert r["tags"]["mlflow.parentRunId"] == want, r["name"]
     graph = tracking.find_runs("edgesmith-graph-quick", project / "mlruns")
     search = io.read_json(quick / "metrics" / "gnn_search.json")
     trials = [f"gnn_search/trial_{t['trial_id']}" for t in search["all_trials"]]
-    assert sorted(r["name"] for r in graph) == sorted([*GRAPH_STAGES, *trials, "summary"])
+    (graph_parent,) = [r for r in graph if r["tags"].get("edgesmith.pipeline_run") == "true"]
+    assert sorted(r["name"] for r in graph) == sorted([*GRAPH_STAGES, *trials, graph_parent["name"]])
     for r in vision + graph:
-        assert r["tags"]["edgesmith.params_file"] == "params.yaml" and len(r["tags"]["edgesmith.run_key"]) == 32
-    teacher = next(r for r in vision if r["name"] == "teacher")
+        assert r["tags"]["edgesmith.params_file"] == "params.yaml"
+        assert r["tags"]["mlflow.source.git.commit"] == parent["tags"]["mlflow.source.git.commit"]
+    teacher = by_name["teacher"]
+    assert teacher["tags"]["mlflow.source.name"] == "stages/teacher.py"
     assert teacher["metrics"]["test_accuracy"] == io.read_json(quick / "metrics" / "teacher.json")["test_accuracy"]
-    summary = next(r for r in vision if r["name"] == "summary")
+    summary = parent  # the report's summary lives on the pipeline run
+    assert summary["tags"]["edgesmith.summary"] == "true"
     doc = io.read_json(quick / "metrics" / "report.json")
     int8 = next(m for m in doc["models"] if m["name"] == "teacher_int8")
     assert summary["metrics"]["teacher_int8.accuracy"] == pytest.approx(int8["accuracy"])
@@ -240,6 +251,34 @@ def test_every_stage_run_is_on_the_server_once(run):
     stored = list((project / "mlruns" / "artifacts").rglob("report.json"))
     assert stored and io.read_json(stored[0])["final"] == doc["final"]
     assert not (project / "mlruns" / "outbox").exists()  # nothing had to be kept for later
+
+
+def test_models_datasets_curves_and_the_registered_final_model_on_the_server(run):
+    """Every .tflite file a logged model with the report's figures, the Keras models with the
+    TensorFlow flavour, the dataset's splits as inputs, per-epoch curves, and the final model
+    registered with @candidate (within budget, as check-budget says below)."""
+    from mlflow import MlflowClient
+
+    project, quick = run["project"], run["quick"]
+    c = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("edgesmith-vision-quick")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    logged = {m.name: m for m in c.search_logged_models([exp.experiment_id])}
+    doc = io.read_json(quick / "metrics" / "report.json")
+    assert {m["name"] for m in doc["models"]} | {"teacher", "student_baseline", "student_kd", "student_pruned"} == set(logged)
+    final = logged[doc["final"]]
+    figures = {m.key: m.value for m in c.get_logged_model(final.model_id).metrics}
+    row = doc["final_model"]
+    assert figures["accuracy"] == pytest.approx(row["accuracy"]) and figures["size_bytes"] == row["size_bytes"]
+    assert figures["latency_p50_ms"] == pytest.approx(row["latency_p50_ms"]) and figures["memory_access_bytes"] > 0
+    version = c.get_model_version_by_alias("edgesmith-vision-quick", "candidate")
+    assert version.source == f"models:/{final.model_id}" and version.tags["edgesmith.model"] == doc["final"]
+    runs = {r["name"]: r for r in tracking.find_runs("edgesmith-vision-quick", project / "mlruns")}
+    assert version.run_id == runs["quantize"]["run_id"]
+    inputs = {i.tags[0].value: i.dataset for i in c.get_run(runs["teacher"]["run_id"]).inputs.dataset_inputs}
+    assert sorted(inputs) == ["test", "train", "validation"] and {d.name for d in inputs.values()} == {"fashion-mnist"}
+    epochs = io.read_json(quick / "metrics" / "teacher.json")["epochs"]
+    assert [m.step for m in c.get_metric_history(runs["teacher"]["run_id"], "val_accuracy")] == list(range(1, epochs + 1))
 
 
 def test_report_contract_and_int8_file(run):
@@ -331,3 +370,31 @@ def test_kd_probe_trains_distilled_students_against_the_recorded_baselines(run):
         refused = probe(bad)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
 
+
+
+def test_a_second_clone_pulls_the_outputs_from_the_remote_instead_of_running(run):
+    """`make push` to a local-folder DVC remote; a fresh clone's `make pull` gets the models and
+    plots, and then `dvc status` is clean and `dvc repro` has nothing to run."""
+    project = run["project"]
+    bin_dir = Path(sys.executable).parent
+
+    def sh(*cmd: str, cwd: Path) -> subprocess.CompletedProcess:
+        done = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, env=project_env(cwd), timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    sh(str(bin_dir / "dvc"), "remote", "add", "-d", "shared", str(project.parent / "remote"), cwd=project)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "a pipeline run: dvc.lock, metrics, the remote", cwd=project)
+    sh("make", "push", f"BIN={bin_dir}", cwd=project)
+    clone = project.parent / "clone"  # beside the project: graph_data.root is ../shared/datasets
+    sh("git", "clone", "-q", str(project), str(clone), cwd=project.parent)
+    assert not (clone / "profiles/quick/models").exists()
+    sh("make", "pull", f"BIN={bin_dir}", cwd=clone)
+    final = io.read_json(clone / "profiles/quick/metrics/report.json")["final"]
+    for f in (f"models/tflite/{final}.tflite", "models/teacher.keras", "plots/report/accuracy_latency.png"):
+        assert (clone / "profiles/quick" / f).read_bytes() == (run["quick"] / f).read_bytes(), f
+    status = sh(str(bin_dir / "dvc"), "status", "profiles/quick/dvc.yaml", cwd=clone)
+    assert "up to date" in status.stdout, status.stdout
+    again = sh(str(bin_dir / "dvc"), "repro", "profiles/quick/dvc.yaml", cwd=clone)
+    assert "Running stage" not in again.stdout, again.stdout

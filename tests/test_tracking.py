@@ -230,19 +230,57 @@ def test_a_queued_experiment_logs_to_the_projects_store(tmp_path, monkeypatch):
     assert tracking.store_dir(copy / "mlruns") == copy / "mlruns"
 
 
+@pytest.fixture(params=["sqlite", "server"])
+def store_uri(request, tmp_path):
+    """The project's SQLite store, or a real MLflow server (SQLite and proxied artifacts of its own)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = tmp_path / "server"
+    root.mkdir()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                             f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+                             "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=open(root / "log", "w"), stderr=subprocess.STDOUT, env=run_env(),
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None and time.time() < deadline, (root / "log").read_text()
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read() == b"OK":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def test_one_pipeline_run_holds_its_stages_datasets_curves_models_and_the_registered_final(tmp_path, monkeypatch,
-                                                                                           tiny_models):
+                                                                                           tiny_models, store_uri):
     """What the MLflow UI shows after a pipeline: its experiment in the model-training view, one
     pipeline run with the stage runs nested, MLflow's source tags, the dataset's splits as inputs,
     per-epoch curves as steps, the models as logged models with their figures, and the final one
-    registered with its alias; the registered .tflite model loads and predicts through MLflow."""
+    registered with its alias; the registered .tflite model loads and predicts through MLflow. The
+    same in the project's SQLite store and on a tracking server."""
     import mlflow
     import numpy as np
     from mlflow import MlflowClient
 
     from pipelines.edge import evaluate
 
-    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    if store_uri:
+        monkeypatch.setenv(tracking.ENV_URI, store_uri)
+    else:
+        monkeypatch.delenv(tracking.ENV_URI, raising=False)
     params = _params(tmp_path)
     x, y = tiny_models["x"], tiny_models["y"]
     data = tmp_path / "data" / "dataset.npz"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.common.tracking.lock import turn, with_retries
+from pipelines.common.tracking.lock import is_transient, turn, with_retries
 from pipelines.common.tracking.store import client, reason, store_uris
 
 log = logging.getLogger("pipelines.common.tracking")
@@ -222,7 +222,13 @@ def _push(rec: Mapping[str, Any], uri: str, artifact_root: str, artifacts: Itera
         if Path(model["path"]).exists():
             models.log_model(mlflow_client, exp_id, run_id, model, {**tags, **_pipeline_tag(rec)})
     if rec.get("parent") and (rec.get("figures") or rec.get("register")):
-        _figures_and_registry(mlflow_client, exp_id, run_id, rec)
+        try:
+            _figures_and_registry(mlflow_client, exp_id, run_id, rec)
+        except Exception as exc:  # noqa: BLE001 - the summary is logged; the registry is one warning
+            if is_transient(exc):
+                raise
+            log.warning("tracking: the models' figures or the registration failed (%s); the summary is logged",
+                        reason(exc))  # fmt: skip
     mlflow_client.set_terminated(run_id, "FINISHED", end_time=ts)
     if parent_id and parent_id != run_id:  # the pipeline run ends with its last stage so far
         mlflow_client.set_terminated(parent_id, "FINISHED", end_time=ts)

@@ -51,6 +51,7 @@ def client(uri: str):
     # MLflow's defaults retry an unreachable server for minutes; a stage should not wait that long.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the stages' logs
     from mlflow import MlflowClient
 
     if uri.startswith("sqlite:///"):
