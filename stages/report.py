@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arm-cost", help="metrics/arm_cost.json (emulated ARM instructions per inference)")
     ap.add_argument("--device-bench", help="metrics/device_bench.json (latency measured on target.device over SSH)")
     ap.add_argument("--out", required=True, help="metrics/report.json")
+    ap.add_argument("--summary", required=True, help="metrics/summary.json: the final model's figures, DVC's metrics")
     ap.add_argument("--plots", required=True, help="folder for the plots and their data")
     args = ap.parse_args(argv)
     inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
@@ -64,9 +65,10 @@ def main(argv: list[str] | None = None) -> None:
                 draw(tmp)
         print(render.table(doc), flush=True)
         final_row = next(r for r in rows if r["name"] == final)
+        within = all(c["ok"] for c in budget.check_budget(doc, st.params["budget"]))
+        io.write_json(args.summary, report.dvc_metrics(rows, final, within_budget=within))
         st.finish(doc, args.out, artifacts=[folder / n for n in pngs], extra_tags={"edgesmith.final": final})
         side_by_side = {r["name"]: {k: v for k, v in r.items() if k not in ("name", "file", "dtype")} for r in rows}
-        within = all(c["ok"] for c in budget.check_budget(doc, st.params["budget"]))
         st.summary(
             {**side_by_side, **{"final_" + k: v for k, v in final_row.items() if k not in ("name", "file", "dtype")}},
             artifacts=[args.out, folder / "report.csv", *[folder / n for n in pngs]],

@@ -35,6 +35,13 @@ def test_workflow_is_valid_and_runs_the_readme_commands():
     assert os.access(ROOT / ".ci" / "pipeline", os.X_OK)
 
 
+def test_workflow_lints_and_tests_before_the_pipeline():
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    runs = [s["run"] for s in jobs["lint-and-tests"]["steps"] if "run" in s]
+    assert runs[0].startswith("make setup") and "make lint" in runs and "make test" in runs
+    assert "make test" in README and jobs["quick-pipeline"]["needs"] == "lint-and-tests"
+
+
 def test_workflow_passes_actionlint():
     tool = _actionlint()
     if tool is None:
@@ -70,5 +77,5 @@ def test_make_mlflow_server_serves_the_project_store():
 
 def test_make_help_lists_every_target():
     out = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
-    for target in ("exp", "mlflow-server", "test-slow", "lint", "ui", "report"):
+    for target in ("exp", "mlflow-server", "test-slow", "lint", "ui", "report", "push", "pull"):
         assert f" {target} " in out.replace("\x1b[36m", " ").replace("\x1b[0m", " ")

@@ -154,7 +154,7 @@ STAGE_ARGS = {
                  "--metrics", "metrics/quantize.json"],
     "benchmark": ["--models", "in/tflite", "--calibration", "in/calibrate.json", "--metrics", "metrics/benchmark.json"],
     "report": ["--quantize", "in/q.json", "--benchmark", "in/b.json", "--calibration", "in/c.json",
-               "--out", "metrics/report.json", "--plots", "plots/report"],
+               "--out", "metrics/report.json", "--summary", "metrics/summary.json", "--plots", "plots/report"],
     "search": ["--data", "in/dataset.npz", "--out", "out/search.json", "--plots", "plots/search", "--metrics",
                "metrics/search.json"],
     "gnn_search": ["--data", "in/node.npz", "--out", "out/search.json", "--metrics", "metrics/gnn_search.json"],

@@ -268,7 +268,7 @@ def test_models_datasets_curves_and_the_registered_final_model_on_the_server(run
     assert {m["name"] for m in doc["models"]} | {"teacher", "student_baseline", "student_kd", "student_pruned"} == set(logged)
     final = logged[doc["final"]]
     figures = {m.key: m.value for m in c.get_logged_model(final.model_id).metrics}
-    row = doc["final_model"]
+    row = io.read_json(quick / "metrics" / "summary.json")["final_model"]
     assert figures["accuracy"] == pytest.approx(row["accuracy"]) and figures["size_bytes"] == row["size_bytes"]
     assert figures["latency_p50_ms"] == pytest.approx(row["latency_p50_ms"]) and figures["memory_access_bytes"] > 0
     version = c.get_model_version_by_alias("edgesmith-vision-quick", "candidate")
@@ -279,6 +279,29 @@ def test_models_datasets_curves_and_the_registered_final_model_on_the_server(run
     assert sorted(inputs) == ["test", "train", "validation"] and {d.name for d in inputs.values()} == {"fashion-mnist"}
     epochs = io.read_json(quick / "metrics" / "teacher.json")["epochs"]
     assert [m.step for m in c.get_metric_history(runs["teacher"]["run_id"], "val_accuracy")] == list(range(1, epochs + 1))
+
+
+def test_dvc_metrics_and_exp_show_list_the_final_models_figures(run):
+    """DVC's tables drop lists: the summaries are nested dicts they can read."""
+    project, quick = run["project"], run["quick"]
+    import json
+
+    shown = json.loads(_dvc(project, "metrics", "show", "--json", timeout=300).stdout)
+    files = shown["workspace"]["data"]
+    summary = files["profiles/quick/metrics/summary.json"]["data"]
+    doc = io.read_json(quick / "metrics" / "report.json")
+    final = next(m for m in doc["models"] if m["name"] == doc["final"])
+    assert summary["final_model"]["name"] == doc["final"]
+    for figure in ("accuracy", "size_bytes", "latency_p50_ms"):
+        assert summary["final_model"][figure] == final[figure]
+        assert summary["by_model"]["teacher_int8"][figure] is not None
+    assert "profiles/quick/metrics/graph_summary.json" in files
+    assert not [f for f in files if f.endswith(("report.json", "calibrate.json"))]  # the tables stay readable
+    table = _dvc(project, "exp", "show", "--json", timeout=300)
+    assert table.returncode == 0, table.stderr
+    workspace = next(e for e in json.loads(table.stdout) if e["rev"] == "workspace")
+    metrics = workspace["data"]["metrics"]["profiles/quick/metrics/summary.json"]["data"]
+    assert metrics["final_model"]["accuracy"] == final["accuracy"]
 
 
 def test_report_contract_and_int8_file(run):

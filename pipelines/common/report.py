@@ -208,13 +208,8 @@ def vision_report(quantized: Mapping[str, Any], measured: Mapping[str, Any], cal
             "host_prediction": measured["host_prediction"],
             "arm_prediction": arm_prediction(rows),
         },
-        **dvc_metrics(rows, final),
         "models": rows,
     }
-
-
-# The figures `dvc metrics show` and `dvc exp show` list for each model (they drop the `models` list).
-DVC_FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "target_latency_ms", "memory_access_bytes", "teacher_drop_points")
 
 
 # The figures attached to each model in MLflow (its logged model's metrics).
@@ -236,10 +231,20 @@ def registration(settings: Mapping[str, Any], final: str, alias_it: bool, why: s
             "tags": {"edgesmith.verdict": why}, "description": f"{final}: {why}"}  # fmt: skip
 
 
-def dvc_metrics(rows: Sequence[Mapping[str, Any]], final: str) -> dict[str, Any]:
-    """The final model's and every model's figures as nested dicts, the layout DVC's tables read."""
-    figures = {r["name"]: {f: r.get(f) for f in DVC_FIGURES if r.get(f) is not None} for r in rows}
-    return {"final_model": {"name": final, **figures[final]}, "by_model": figures}
+# What `dvc metrics show` and `dvc exp show` list (metrics/summary.json, graph_summary.json): the
+# final model's figures, and a few of every model's, keyed by name (DVC's tables drop lists).
+DVC_FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "target_latency_ms", "memory_access_bytes", "teacher_drop_points")
+DVC_MODEL_FIGURES = ("accuracy", "size_bytes", "latency_p50_ms", "target_latency_ms")
+
+
+def dvc_metrics(rows: Sequence[Mapping[str, Any]], final: str, **extra: Any) -> dict[str, Any]:
+    """The pipeline's DVC metrics file: nested dicts of figures, the layout DVC's tables read."""
+    final_row = next(r for r in rows if r["name"] == final)
+    return {
+        "final_model": {"name": final, **{f: final_row[f] for f in DVC_FIGURES if final_row.get(f) is not None}},
+        **extra,
+        "by_model": {r["name"]: {f: r[f] for f in DVC_MODEL_FIGURES if r.get(f) is not None} for r in rows},
+    }
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
