@@ -80,7 +80,7 @@ test-all: ## Every test, slow ones included
 	$(BIN)/python -m pytest -q
 
 lint: ## ruff over the code, actionlint over the CI workflow
-	$(BIN)/ruff check pipelines stages tests benchmarks
+	$(BIN)/ruff check pipelines stages tests benchmarks scripts
 	$(BIN)/actionlint .github/workflows/*.yml
 
 ui: ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) over this project's store (mlruns/)

@@ -230,6 +230,34 @@ def test_a_queued_experiment_logs_to_the_projects_store(tmp_path, monkeypatch):
     assert tracking.store_dir(copy / "mlruns") == copy / "mlruns"
 
 
+def test_each_dvc_experiment_is_a_pipeline_run_of_its_own(tmp_path, monkeypatch):
+    """Stage runs of one experiment (DVC_EXP_NAME, as `dvc exp run` sets it) nest under one parent,
+    those of another experiment or of the workspace under theirs; a changed params file is a new run."""
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    params = _params(tmp_path)
+    for exp in ("exp-a", "exp-b", "exp-a", None):
+        if exp:
+            monkeypatch.setenv("DVC_EXP_NAME", exp)
+        else:
+            monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+        with Stage("data", params, sections=["data"]) as st:
+            st.finish({"n": 1}, tmp_path / "metrics" / "data.json")
+    raw = yaml.safe_load(Path(params).read_text())
+    raw["teacher"]["epochs"] = 3
+    Path(params).write_text(yaml.safe_dump(raw))
+    with Stage("data", params, sections=["data"]) as st:
+        st.finish({"n": 1}, tmp_path / "metrics" / "data.json")
+    runs = tracking.find_runs("test-exp", tmp_path / "mlruns")
+    parents = {r["run_id"]: r for r in runs if r["tags"].get("edgesmith.pipeline_run") == "true"}
+    assert sorted(p["name"] for p in parents.values()) == ["exp-a @ unknown", "exp-b @ unknown", "pipeline @ unknown",
+                                                          "pipeline @ unknown"]  # fmt: skip
+    children = [r for r in runs if r["run_id"] not in parents]
+    assert len(children) == 5 and all(r["tags"]["mlflow.parentRunId"] in parents for r in children)
+    under = {parents[r["tags"]["mlflow.parentRunId"]]["name"] for r in children if r["tags"].get("dvc.exp_name") == "exp-a"}
+    assert under == {"exp-a @ unknown"}
+    assert sum(parents[r["tags"]["mlflow.parentRunId"]]["name"] == "exp-a @ unknown" for r in children) == 2
+
+
 @pytest.fixture(params=["sqlite", "server"])
 def store_uri(request, tmp_path):
     """The project's SQLite store, or a real MLflow server (SQLite and proxied artifacts of its own)."""
