@@ -2,7 +2,8 @@
 
 Starts `mlflow ui` on a free port over `mlruns/`, finds the newest pipeline run of an experiment,
 its stage runs, logged models and registered model, and has Chromium's headless shell render each
-page to a PNG in `docs/img/` (Debian: `apt-get install chromium-headless-shell`):
+page to a PNG in `docs/img/` (Debian: `apt-get install chromium-headless-shell`), driven over the
+DevTools protocol so that the pipeline run is expanded and the assistant panel closed:
 
     .venv/bin/python scripts/ui_screenshots.py [--experiment edgesmith-vision] [--out docs/img]
 """
@@ -10,11 +11,17 @@ page to a PNG in `docs/img/` (Debian: `apt-get install chromium-headless-shell`)
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -34,17 +41,110 @@ def _free_port() -> int:
 
 def _browser() -> str:
     for name in BROWSERS:
-        found = shutil.which(name) or next((str(p) for p in Path("/usr/lib/chromium").glob(name)), None)
+        found = shutil.which(name)
         if found:
             return found
     raise SystemExit("error: no headless Chromium: apt-get install chromium-headless-shell")
 
 
-def shoot(browser: str, url: str, out: Path, size: str = "1600,1000", wait_ms: int = 20000) -> None:
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={size}", f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url],
-                   check=True, capture_output=True, timeout=180)  # fmt: skip
-    print(f"wrote {out} ({out.stat().st_size:,} bytes) from {url}")
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (a minimal WebSocket client, stdlib only):
+    pages are navigated, clicked (closing MLflow's assistant panel, expanding the pipeline run)
+    and captured as PNG."""
+
+    def __init__(self, size: tuple[int, int] = (1600, 1000)) -> None:
+        port = _free_port()
+        self.profile = tempfile.mkdtemp(prefix="edgesmith-chromium-")
+        self.proc = subprocess.Popen([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                      f"--remote-debugging-port={port}", f"--window-size={size[0]},{size[1]}",
+                                      f"--user-data-dir={self.profile}", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        ws = _wait(lambda: next(p["webSocketDebuggerUrl"] for p in json.load(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=2)) if p["type"] == "page"))  # fmt: skip
+        host, path = ws.removeprefix("ws://").split("/", 1)
+        self.sock = socket.create_connection((host.split(":")[0], int(host.split(":")[1])))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())  # fmt: skip
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self.sock.recv(4096)
+        self.rest, self.n = buf.split(b"\r\n\r\n", 1)[1], 0
+        self.call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False)
+
+    def _send(self, text: str) -> None:
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+                                if n < 65536 else bytes([0x80 | 127]) + struct.pack(">Q", n))  # fmt: skip
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _read(self, n: int) -> bytes:
+        while len(self.rest) < n:
+            self.rest += self.sock.recv(1 << 20)
+        out, self.rest = self.rest[:n], self.rest[n:]
+        return out
+
+    def _recv(self) -> dict:
+        msg = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            n = struct.unpack(">H", self._read(2))[0] if n == 126 else struct.unpack(">Q", self._read(8))[0] if n == 127 else n
+            msg += self._read(n)
+            if b0 & 0x80:
+                return json.loads(msg)
+
+    def call(self, method: str, **params) -> dict:
+        self.n += 1
+        self._send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            m = self._recv()
+            if m.get("id") == self.n:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m.get("result", {})
+
+    def js(self, expression: str):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True).get("result", {}).get("value")
+
+    def page(self, url: str, out: Path, clicks: tuple[str, ...] = (), wait_s: float = 8.0) -> None:
+        """Open `url`, close the assistant panel, click each element `clicks` selects (JS
+        expressions), then capture the page."""
+        self.call("Page.navigate", url=url)
+        time.sleep(wait_s)
+        self.js(CLOSE_ASSISTANT)
+        for click in clicks:
+            self.js(f"(() => {{ const e = {click}; if (e) e.click(); }})()")
+            time.sleep(2)
+        out.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        print(f"wrote {out} ({out.stat().st_size:,} bytes) from {url}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+MODEL_TRAINING = "[...document.querySelectorAll('label,button,span')].find(e => e.textContent.trim() === 'Model training')"
+CLOSE_ASSISTANT = "document.querySelector('[data-component-id=\"mlflow.assistant.chat_panel.close\"]')?.click()"
+
+
+def _expand(run_name: str) -> str:
+    """The expand button of the runs table's row named `run_name`."""
+    return (f"[...document.querySelectorAll('[role=row]')].find(r => r.textContent.includes({json.dumps(run_name)}))"
+            "?.querySelector('button[data-component-id*=runnamecellrenderer]')")
+
+
+def _wait(probe, seconds: float = 120):
+    deadline = time.time() + seconds
+    while True:
+        try:
+            return probe()
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def main() -> int:
@@ -73,23 +173,23 @@ def main() -> int:
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{base}/health", timeout=2).read() == b"OK":
-                    break
-            except OSError:
-                time.sleep(1)
-        browser, out, e = _browser(), Path(args.out), exp.experiment_id
+        _wait(lambda: urllib.request.urlopen(f"{base}/health", timeout=2).read())
+        out, e = Path(args.out), exp.experiment_id
         out.mkdir(parents=True, exist_ok=True)
-        pages = {
-            "mlflow-runs.png": f"{base}/#/experiments/{e}/runs",
-            "mlflow-pipeline-run.png": f"{base}/#/experiments/{e}/runs/{parent['run_id']}",
-            "mlflow-teacher-curves.png": f"{base}/#/experiments/{e}/runs/{teacher['run_id']}/model-metrics",
-            "mlflow-models.png": f"{base}/#/experiments/{e}/models",
-            "mlflow-registered-model.png": f"{base}/#/models/{args.registered_model}",
-        }
-        for name, url in pages.items():
-            shoot(browser, url, out / name)
+        since = urllib.parse.quote(f"attributes.start_time >= {parent['start_time']}")
+        browser = Browser()
+        try:
+            browser.page(f"{base}/#/experiments/{e}/runs", out / ".workflow.png", clicks=(MODEL_TRAINING,))
+            (out / ".workflow.png").unlink()  # the sidebar's switch, kept by the browser for the pages below
+            browser.page(f"{base}/#/experiments/{e}/runs?searchFilter={since}", out / "mlflow-runs.png",
+                         clicks=(_expand(parent["name"]),))  # fmt: skip
+            browser.page(f"{base}/#/experiments/{e}/runs/{parent['run_id']}", out / "mlflow-pipeline-run.png")
+            browser.page(f"{base}/#/experiments/{e}/runs/{teacher['run_id']}", out / "mlflow-teacher-run.png")
+            browser.page(f"{base}/#/experiments/{e}/runs/{teacher['run_id']}/model-metrics", out / "mlflow-teacher-curves.png")
+            browser.page(f"{base}/#/experiments/{e}/models", out / "mlflow-models.png")
+            browser.page(f"{base}/#/models/{args.registered_model}", out / "mlflow-registered-model.png")
+        finally:
+            browser.close()
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -302,6 +302,13 @@ def test_dvc_metrics_and_exp_show_list_the_final_models_figures(run):
     workspace = next(e for e in json.loads(table.stdout) if e["rev"] == "workspace")
     metrics = workspace["data"]["metrics"]["profiles/quick/metrics/summary.json"]["data"]
     assert metrics["final_model"]["accuracy"] == final["accuracy"]
+    drawn = json.loads(_dvc(project, "plots", "show", "--json", timeout=300).stdout)
+    ours = {k: v for k, v in drawn["data"].items() if k.startswith("profiles/quick/")}
+    assert not [e for e in drawn.get("errors", []) if e["name"].startswith("profiles/quick/")]
+    pngs = [k for k, v in ours.items() if v[0]["type"] == "image"]
+    charts = [k for k, v in ours.items() if v[0]["type"] == "vega"]
+    assert len(pngs) == 6 and all(k.endswith(".png") for k in pngs)  # each PNG once
+    assert len(charts) == 6 and all("dvc.yaml::" in k for k in charts)  # only the declared charts: no CSV twice
 
 
 def test_report_contract_and_int8_file(run):

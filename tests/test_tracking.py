@@ -9,6 +9,7 @@ run completing it instead of logging a second one; two processes logging to one 
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import subprocess
@@ -357,6 +358,8 @@ def test_one_pipeline_run_holds_its_stages_datasets_curves_models_and_the_regist
     assert version.source == f"models:/{int8.model_id}" and version.run_id == runs["quantize"]["run_id"]
     assert version.tags["edgesmith.verdict"] == "ok" and "mlflow.source.git.commit" in version.tags
     assert version.tags["edgesmith.data_sha256"] == io.sha256_path(data)
+    listed = c.get_logged_model(int8.model_id).tags["mlflow.modelVersions"]
+    assert json.loads(listed) == [{"name": "tiny", "version": version.version}]
     monkeypatch.setenv(tracking.ENV_URI, tracking.store_uris(store)[0])
     loaded = mlflow.pyfunc.load_model("models:/tiny@candidate")
     images = x[500:510].astype("float32") / 255

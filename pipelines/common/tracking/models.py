@@ -15,6 +15,7 @@ and points an alias (`candidate`) at it.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -160,6 +161,9 @@ def register(mlflow_client, name: str, model, alias: str | None, tags: Mapping[s
             version = mlflow_client.create_model_version(name, source=source, run_id=model.source_run_id,
                                                          tags={**links, **tags, MODEL_NAME_TAG: model.name},
                                                          description=description, model_id=model.model_id)  # fmt: skip
+        # as mlflow.register_model does: the logged model lists its versions (the Models tab shows them)
+        versions = json.loads(model.tags.get("mlflow.modelVersions", "[]")) + [{"name": name, "version": version.version}]
+        mlflow_client.set_logged_model_tags(model.model_id, {"mlflow.modelVersions": json.dumps(versions)})
     if alias:
         mlflow_client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)

@@ -262,4 +262,4 @@ def _figures_and_registry(mlflow_client, exp_id: str, run_id: str, rec: Mapping[
     mlflow_client.log_batch(run_id, tags=[RunTag("edgesmith.registered", f"{reg['name']} version {version}"
                                                  + (f" @{reg['alias']}" if reg.get("alias") else ""))])  # fmt: skip
     log.info("tracking: %s registered as %s version %s%s", reg["model"], reg["name"], version,
-             f", alias @{reg['alias']}" if reg.get("alias") else " (no alias: over budget)")  # fmt: skip
+             f", alias @{reg['alias']}" if reg.get("alias") else f" (no alias: {reg.get('tags', {}).get('edgesmith.verdict', '')})")  # fmt: skip
