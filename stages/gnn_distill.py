@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         }  # fmt: skip
         log.info("gnn_distill: teacher %s %.2f %%, student %.2f %% (transductive) / %.2f %% (unseen nodes)", teacher,
                  100 * t_acc, 100 * trans["accuracy"], 100 * unseen["accuracy"])  # fmt: skip
-        st.finish(metrics, args.metrics)
+        st.finish(metrics, args.metrics, series={f"student/{k}": v for k, v in run.history.items()})
 
 
 if __name__ == "__main__":

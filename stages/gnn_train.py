@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             configs["searched"] = {k: searched[k] for k in NODE_KEYS}
         seeds = [st.seed + i for i in range(settings["seeds"])]
         node_metrics, logits, saved = {}, {}, {}
+        curves: dict[str, list[float]] = {}  # the deployed (first) seed's per-epoch figures of each node model
         with io.atomic_dir(args.out) as out:
             for name, cfg in configs.items():
                 runs = []
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                     log.info("gnn_train: %s seed %d: test %.4f, val %.4f (epoch %d, %.1f s)", name, s,
                              runs[-1].test_accuracy, runs[-1].val_accuracy, runs[-1].best_epoch, runs[-1].seconds)  # fmt: skip
                 torch.save(runs[0].state_dict, out / f"{name}.pt")  # the first seed's model is the one deployed and timed
+                curves.update({f"{name}/{k}": v for k, v in runs[0].history.items()})
                 logits[name] = np.stack([r.logits for r in runs]).astype(np.float32)
                 acc, acc_std = mean_std([r.test_accuracy for r in runs])
                 val, val_std = mean_std([r.val_accuracy for r in runs])
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             np.savez(out / "node_logits.npz", **logits)
             io.write_json(out / "configs.json", saved)
         metrics = {"seeds": seeds, "node": node_metrics, "graph": graph_metrics}
-        st.finish(metrics, args.metrics, artifacts=[Path(args.out) / "configs.json"])
+        st.finish(metrics, args.metrics, artifacts=[Path(args.out) / "configs.json"], series=curves)
 
 
 if __name__ == "__main__":

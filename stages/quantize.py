@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if chain:
             metrics["chain"] = chain
         example = ds.example()
-        st.finish(metrics, args.metrics, models=[
+        st.finish(metrics, args.metrics, series=files.curves, models=[
             {"name": name, "kind": "tflite", "path": e["file"], "example": example, "params": {"dtype": e["dtype"]},
              "metrics": {k: e[k] for k in ("accuracy", "size_bytes") if e.get(k) is not None}}
             for name, e in files.entries.items()])  # fmt: skip

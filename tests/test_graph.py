@@ -164,6 +164,8 @@ def test_training_and_distillation_run_on_the_tiny_graph():
     again = train.fit_node_model(cfg, d, seed=0)[1]  # the seed decides everything, initial weights included
     assert np.array_equal(run.logits, again.logits)
     assert run.logits.shape == (N, C) and 1 <= run.best_epoch <= 30 and 0 <= run.test_accuracy <= 1
+    assert [len(v) for v in run.history.values()] == [30, 30, 30]  # the curves MLflow gets, one value an epoch
+    assert run.history["val_accuracy"][run.best_epoch - 1] == pytest.approx(run.val_accuracy)
     student_cfg = {"hidden": 8, "layers": 2, "dropout": 0.0, "lr": 0.05, "weight_decay": 0.0, "epochs": 30,
                    "label_weight": 0.1, "temperature": 1.0}  # fmt: skip
     student, srun = distill.train_student(d, run.logits, student_cfg, seed=0, setting="transductive")

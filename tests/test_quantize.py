@@ -114,7 +114,8 @@ def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_file(student, tmp_pa
     results = {}
     for preserve in (True, False):
         q = quantize.quantization_aware(pruned, prune_preserve=preserve)
-        quantize.train_quantization_aware(q, x[:240], y[:240], 1, 1e-3, 32, 0)
+        history = quantize.train_quantization_aware(q, x[:240], y[:240], 1, 1e-3, 32, 0)
+        assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
         layers = _layers(convert.to_tflite_int8(q, x[:40]), tmp_path, f"qat_{preserve}")
         kernel, output = next(v for k, v in layers.items() if "ds0_pw_relu" in k)
         assert kernel.dtype == np.int8 and output == "int8"

@@ -7,7 +7,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,7 @@ class NodeRun:
     logits: np.ndarray  # (N, C) at the selected epoch, eval mode
     state_dict: dict
     seconds: float
+    history: dict = field(default_factory=dict)  # per-epoch loss, val_accuracy, val_loss
 
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -109,6 +110,7 @@ def train_node_model(
             return F.cross_entropy(logits[data.train_mask], data.y[data.train_mask])
     best = (-1.0, float("inf"))
     best_state, best_epoch, best_logits = None, 0, None
+    history: dict[str, list[float]] = {"loss": [], "val_accuracy": [], "val_loss": []}
     started = time.time()
     for epoch in range(cfg["epochs"]):
         model.train()
@@ -121,6 +123,8 @@ def train_node_model(
             logits = model(x, edge_index, edge_weight)
             val_acc = accuracy(logits, data.y, data.val_mask)
             val_loss = float(F.cross_entropy(logits[data.val_mask], data.y[data.val_mask]))
+        for key, value in (("loss", float(loss)), ("val_accuracy", val_acc), ("val_loss", val_loss)):
+            history[key].append(value)
         if (val_acc, -val_loss) > (best[0], -best[1]):
             best, best_epoch = (val_acc, val_loss), epoch + 1
             best_state, best_logits = copy.deepcopy(model.state_dict()), logits
@@ -129,7 +133,7 @@ def train_node_model(
     model.load_state_dict(best_state)
     return NodeRun(
         test_accuracy=accuracy(best_logits, data.y, data.test_mask), val_accuracy=best[0], best_epoch=best_epoch,
-        logits=best_logits.numpy(), state_dict=best_state, seconds=time.time() - started,
+        logits=best_logits.numpy(), state_dict=best_state, seconds=time.time() - started, history=history,
     )  # fmt: skip
 
 

@@ -52,9 +52,10 @@ def quantization_aware(model: keras.Model, prune_preserve: bool) -> keras.Model:
 def train_quantization_aware(
     qat: keras.Model, x_uint8: np.ndarray, y: np.ndarray, epochs: int, learning_rate: float, batch_size: int, seed: int,
     min_steps: int = 0,
-) -> None:
+) -> dict[str, list[float]]:
     """Fine-tune a quantization-aware model on labels (cosine-decayed Adam, shuffled each pass),
-    each epoch as many passes as reach `min_steps` steps in all (`train.passes_per_epoch`)."""
+    each epoch as many passes as reach `min_steps` steps in all (`train.passes_per_epoch`).
+    Returns the per-epoch history (loss)."""
     from pipelines.vision.train import passes_per_epoch
 
     passes = passes_per_epoch(len(x_uint8), batch_size, epochs, min_steps)
@@ -63,7 +64,8 @@ def train_quantization_aware(
     qat.compile(keras.optimizers.Adam(schedule), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     data = tf.data.Dataset.from_tensor_slices((x_uint8, y.astype(np.int64)))
     data = data.shuffle(len(x_uint8), seed=seed).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).batch(batch_size)
-    qat.fit(data.repeat(passes) if passes > 1 else data, epochs=epochs, verbose=0)
+    history = qat.fit(data.repeat(passes) if passes > 1 else data, epochs=epochs, verbose=0).history
+    return {k: [float(v) for v in vs] for k, vs in history.items()}
 
 
 def _debug_converter(model: keras.Model, representative_uint8: np.ndarray):

@@ -31,6 +31,7 @@ class TFLiteFiles:
         self.keras_models, self.keras_accuracy = keras_models, keras_accuracy
         self.reference, self.max_drop, self.eval_batch_size = reference, max_drop, eval_batch_size
         self.entries: dict[str, dict] = {}
+        self.curves: dict[str, list[float]] = {}  # per-epoch figures of what was trained (QAT)
 
     def add(self, variant: str, blob: bytes, dtype: str, source: str, **extra) -> dict:
         from pipelines.edge import evaluate
@@ -90,8 +91,9 @@ def run_chain(name: str, files: TFLiteFiles, modes: Sequence[str], representativ
     def qat() -> dict:
         seed_everything(seed)  # dropout masks and shuffling: the same file from the same inputs
         q = quantize.quantization_aware(model, prune_preserve)
-        quantize.train_quantization_aware(q, ds.x_train, ds.y_train, p["qat_epochs"], p["qat_learning_rate"], 128, seed,
-                                           min_steps=p["qat_min_steps"])  # fmt: skip
+        history = quantize.train_quantization_aware(q, ds.x_train, ds.y_train, p["qat_epochs"], p["qat_learning_rate"],
+                                                    128, seed, min_steps=p["qat_min_steps"])  # fmt: skip
+        files.curves.update({f"qat/{k}": v for k, v in history.items()})
         entry = files.add(f"{name}_qat_int8", convert.to_tflite_int8(q, representative), "int8", name,
                           prune_preserving=prune_preserve)  # fmt: skip
         entry["kernel_sparsity_kept"] = sparsity if prune_preserve else 0.0
