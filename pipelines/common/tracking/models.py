@@ -53,7 +53,17 @@ def _example(model: Mapping[str, Any]):
 
 
 def save(model: Mapping[str, Any], path: Path) -> None:
-    """The MLflow model directory of one model file."""
+    """The MLflow model directory of one model file (MLflow's per-model INFO lines held back)."""
+    quiet = logging.getLogger("mlflow")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        _save(model, path)
+    finally:
+        quiet.setLevel(level)
+
+
+def _save(model: Mapping[str, Any], path: Path) -> None:
     from mlflow.models import infer_signature
 
     example = _example(model)
