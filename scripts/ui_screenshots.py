@@ -165,7 +165,10 @@ def main() -> int:
     parent = next((r for r in runs if r["tags"].get("edgesmith.pipeline_run") == "true"), None)
     if parent is None:
         raise SystemExit(f"error: no pipeline run in {args.experiment!r}")
-    teacher = next(r for r in runs if r["name"] == "teacher" and r["tags"].get("mlflow.parentRunId") == parent["run_id"])
+    teacher = next((r for r in runs if r["name"] == "teacher" and r["tags"].get("mlflow.parentRunId") == parent["run_id"]),
+                   None)  # fmt: skip
+    if teacher is None:
+        raise SystemExit(f"error: the newest pipeline run of {args.experiment!r} has no teacher run: run the whole pipeline")
     port = _free_port()
     db = uri.removeprefix("sqlite:///")
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
