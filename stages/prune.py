@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                  "p50 %.4f -> %.4f ms (x%.2f)", metrics["sparsity"], settings["target_sparsity"], acc, dense_acc,
                  int8["dense"]["gzip_bytes"], int8["pruned"]["gzip_bytes"], int8["dense"]["latency_p50_ms"],
                  int8["pruned"]["latency_p50_ms"], speedup)  # fmt: skip
-        st.finish(metrics, args.metrics, series=run.history,
+        st.finish(metrics, args.metrics, series={f"fine_tune/{k}": v for k, v in run.history.items()},
                   models=[{"name": "student_pruned", "kind": "keras", "path": args.out, "example": ds.example(),
                            "metrics": {"test_accuracy": acc, "sparsity": metrics["sparsity"]}}])  # fmt: skip
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         with io.atomic_path(args.out) as tmp:
             model.save(tmp)
         io.write_text(args.history, train.history_csv(history, epochs))
-        st.finish(metrics, args.metrics, artifacts=[args.history], series=history,
+        st.finish(metrics, args.metrics, artifacts=[args.history], series={f"teacher/{k}": v for k, v in history.items()},
                   models=[{"name": "teacher", "kind": "keras", "path": args.out, "example": ds.example(),
                            "metrics": {"test_accuracy": metrics["test_accuracy"], "params": metrics["params"]}}])  # fmt: skip
         if state:

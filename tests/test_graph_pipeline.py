@@ -2,7 +2,7 @@
 
 `dvc repro profiles/quick/dvc.yaml:gnn_report` runs the graph pipeline alone; checks the report's
 contract, the int8 export, the per-node timing, one MLflow run per stage plus the search's
-trials and the summary, and that a second `dvc repro` has nothing to do.
+trials and the pipeline run holding the summary, and that a second `dvc repro` has nothing to do.
 """
 
 from __future__ import annotations
@@ -68,7 +68,14 @@ def test_quick_graph_pipeline(tmp_path):
     names = sorted(r["name"] for r in runs)
     search = io.read_json(quick / "metrics" / "gnn_search.json")
     trials = [f"gnn_search/trial_{t['trial_id']}" for t in search["all_trials"]]
-    assert names == sorted([*GRAPH_STAGES, *trials, "summary"])
-    parent = next(r["run_id"] for r in runs if r["name"] == "gnn_search")
-    assert all(r["tags"].get("mlflow.parentRunId") == parent for r in runs if r["name"] in trials)
+    (pipeline,) = [r for r in runs if r["tags"].get("edgesmith.pipeline_run") == "true"]  # holds the summary
+    assert names == sorted([*GRAPH_STAGES, *trials, pipeline["name"]])
+    assert pipeline["tags"]["edgesmith.summary"] == "true" and pipeline["tags"]["edgesmith.pipeline"] == "graph"
+    search_run = next(r["run_id"] for r in runs if r["name"] == "gnn_search")
+    for r in runs:
+        if r is not pipeline:
+            want = search_run if r["name"] in trials else pipeline["run_id"]
+            assert r["tags"]["mlflow.parentRunId"] == want, r["name"]
+    curves = [r for r in runs if r["name"] == "gnn_train"][0]["metrics"]
+    assert "gcn/val_accuracy" in curves and "gcn/loss" in curves  # the last epoch's; every epoch is a step
     assert not tracking.find_runs("edgesmith-vision-quick", project / "mlruns")

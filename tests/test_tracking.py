@@ -374,3 +374,10 @@ def test_one_pipeline_run_holds_its_stages_datasets_curves_models_and_the_regist
     keras_model = mlflow.pyfunc.load_model(f"models:/{logged['teacher'].model_id}")
     assert list(keras_model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 16, 16, 1]
     np.testing.assert_allclose(keras_model.predict(images), tiny_models["keras"].predict(images, verbose=0), atol=1e-5)
+
+
+def test_a_curve_named_as_a_figure_is_refused():
+    """One MLflow metric cannot be a figure (step 0) and a per-epoch curve at once."""
+    with pytest.raises(ValueError, match="val_accuracy given as a metric and as a series"):
+        tracking.record(run_name="teacher", experiment="e", params={}, metrics={"val_accuracy": 0.9}, tags={},
+                        series={"val_accuracy": [0.5, 0.9]})

@@ -105,6 +105,9 @@ def record(
     - `register`: {"name", "model", "alias", "tags", "description"}: that logged model is registered.
     """
     now = int(time.time() * 1000)
+    both = set(series or {}) & set(_numeric(metrics))
+    if both:  # one MLflow metric cannot be both a figure (step 0) and a curve (steps 1, 2, ...)
+        raise ValueError(f"run '{run_name}': {', '.join(sorted(both))} given as a metric and as a series; name the curve apart")
     return {
         "run_name": run_name,
         "experiment": experiment,
