@@ -78,6 +78,7 @@ class Stage:
         self.base: dict[str, Any] = {}
         self.started = 0.0
         self._hashes: dict[Path, str] = {}
+        self._pipeline_run: dict[str, Any] | None = None
 
     def __enter__(self) -> Stage:
         setup_logging()
@@ -133,14 +134,17 @@ class Stage:
 
     def pipeline_run(self) -> dict[str, Any]:
         """The pipeline run every stage run nests under: one per commit, DVC experiment and params
-        file content, in this stage's experiment (found by its key, or made by the first stage)."""
-        commit = tracking.git_commit(self.params_path.parent)
-        exp = os.environ.get("DVC_EXP_NAME", "")
-        key = params_hash({"experiment": self.experiment, "commit": commit, "dvc_exp": exp,
-                           "params": io.sha256_file(self.params_path)})  # fmt: skip
-        tags = {**tracking.source_tags(self.params_path.parent, "dvc.yaml"), "edgesmith.pipeline_run": "true",
-                "edgesmith.params_file": str(self.params_path), **({"dvc.exp_name": exp} if exp else {})}  # fmt: skip
-        return {"key": key, "name": f"{exp or 'pipeline'} @ {commit[:7]}", "tags": tags}
+        file content, in this stage's experiment (found by its key, or made by the first stage).
+        Worked out once per stage: every run it logs (a search's trials too) nests in the same one."""
+        if self._pipeline_run is None:
+            source = tracking.source_tags(self.params_path.parent, "dvc.yaml")
+            commit, exp = source["mlflow.source.git.commit"], os.environ.get("DVC_EXP_NAME", "")
+            key = params_hash({"experiment": self.experiment, "commit": commit, "dvc_exp": exp,
+                               "params": io.sha256_file(self.params_path)})  # fmt: skip
+            tags = {**source, "edgesmith.pipeline_run": "true", "edgesmith.params_file": str(self.params_path),
+                    **({"dvc.exp_name": exp} if exp else {})}  # fmt: skip
+            self._pipeline_run = {"key": key, "name": f"{exp or 'pipeline'} @ {commit[:7]}", "tags": tags}
+        return self._pipeline_run
 
     def datasets(self) -> list[dict[str, Any]]:
         """The stage's dataset inputs as MLflow datasets: name, content digest, split."""

@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipelines.common.tracking.runs import batches
 from pipelines.common.tracking.store import default_store
 
 log = logging.getLogger("pipelines.common.tracking")
@@ -92,9 +93,17 @@ def _save(model: Mapping[str, Any], path: Path) -> None:
                                  input_example=example, pip_requirements=_pins("mlflow", "numpy", "ai-edge-litert"))  # fmt: skip
 
 
+def _figures(figures: Mapping[str, Any], model, run_id: str) -> list:
+    """A model's numeric figures as MLflow metrics attached to its logged model."""
+    from mlflow.entities import Metric
+
+    return [Metric(k, float(v), model.creation_timestamp, 0, model_id=model.model_id, run_id=run_id)
+            for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]  # fmt: skip
+
+
 def log_model(mlflow_client, exp_id: str, run_id: str, model: Mapping[str, Any], run_tags: Mapping[str, str]) -> str:
     """Log one model as an MLflow logged model, output of `run_id`; returns its model id."""
-    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.entities import LoggedModelOutput
 
     keep = ("mlflow.source.git.commit", "edgesmith.pipeline_key", "edgesmith.stage", "dvc.exp_name")
     tags = {**{k: v for k, v in run_tags.items() if k in keep}, MODEL_NAME_TAG: model["name"],
@@ -111,8 +120,7 @@ def log_model(mlflow_client, exp_id: str, run_id: str, model: Mapping[str, Any],
         raise
     mlflow_client.finalize_logged_model(logged.model_id, "READY")
     mlflow_client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
-    figures = [Metric(k, float(v), logged.creation_timestamp, 0, model_id=logged.model_id, run_id=run_id)
-               for k, v in model.get("metrics", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)]  # fmt: skip
+    figures = _figures(model.get("metrics", {}), logged, run_id)
     if figures:
         mlflow_client.log_batch(run_id, metrics=figures)
     return logged.model_id
@@ -136,18 +144,10 @@ def find(mlflow_client, exp_id: str, pipeline_key: str) -> dict[str, Any]:
 
 def attach(mlflow_client, run_id: str, logged: Mapping[str, Any], figures: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Log each model's figures (accuracy, size, latency, memory access, ...) to its logged model."""
-    from mlflow.entities import Metric
-
-    values, done = [], []
-    for name, fig in figures.items():
-        if name not in logged:
-            continue
-        done.append(name)
-        model_id = logged[name].model_id
-        values += [Metric(k, float(v), logged[name].creation_timestamp, 0, model_id=model_id, run_id=run_id)
-                   for k, v in fig.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]  # fmt: skip
-    for i in range(0, len(values), 1000):
-        mlflow_client.log_batch(run_id, metrics=values[i : i + 1000])
+    done = [name for name in figures if name in logged]
+    values = [m for name in done for m in _figures(figures[name], logged[name], run_id)]
+    for batch in batches(values, 1000):
+        mlflow_client.log_batch(run_id, metrics=batch)
     return done
 
 

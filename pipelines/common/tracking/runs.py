@@ -179,7 +179,8 @@ def _parent_run(mlflow_client, exp_id: str, parent: Mapping[str, Any], start_ms:
     ).info.run_id
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
+def batches(items: list, size: int) -> Iterator[list]:
+    """`items` in slices of at most `size`: MLflow's log_batch takes 1,000 metrics, 100 params."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -207,14 +208,14 @@ def _push(rec: Mapping[str, Any], uri: str, artifact_root: str, artifacts: Itera
     if not found:  # an earlier attempt logged these already
         values = [Metric(k, v, ts, 0) for k, v in rec["metrics"].items()]
         values += [Metric(k, v, ts, step) for k, vs in rec.get("series", {}).items() for step, v in enumerate(vs, 1)]
-        for batch in _batches(values, 1000):
+        for batch in batches(values, 1000):
             mlflow_client.log_batch(run_id, metrics=batch)
         inputs = [DatasetInput(Dataset(d["name"], d["digest"], "local", d["source"], profile=d.get("profile")),
                                [InputTag("mlflow.data.context", d["context"])]) for d in rec.get("datasets", [])]  # fmt: skip
         if inputs:
             mlflow_client.log_inputs(run_id, datasets=inputs)
     logged_params = mlflow_client.get_run(run_id).data.params  # an MLflow param, once logged, never changes
-    for batch in _batches([Param(k, v) for k, v in rec["params"].items() if k not in logged_params], 100):
+    for batch in batches([Param(k, v) for k, v in rec["params"].items() if k not in logged_params], 100):
         mlflow_client.log_batch(run_id, params=batch)
     for path in rec["artifacts"] if artifacts is None else artifacts:
         if Path(path).is_file():
