@@ -20,7 +20,7 @@ log = logging.getLogger("edgesmith.gnn_distill")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m stages.gnn_distill", description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--data", required=True, help="the node dataset from graph_data (node.npz)")
+    ap.add_argument("--data", required=True, help="graph_data's folder (node.npz)")
     ap.add_argument("--models", required=True, help="gnn_train's folder (configs.json, node_logits.npz)")
     ap.add_argument("--out", required=True, help="folder for the student's weights and reference outputs")
     ap.add_argument("--metrics", required=True, help="metrics/gnn_distill.json")
@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(st.params["graph"]["torch_threads"])
         settings = st.params["gnn_distill"]
-        arrays = store.NodeArrays.load(args.data)
+        arrays, _ = store.load_halves(args.data)
+        if arrays is None:
+            with io.atomic_dir(args.out) as out:
+                io.write_json(out / "config.json", store.skipped("node"))
+            st.finish(store.skipped("node"), args.metrics)
+            return
         data = train.node_tensors(arrays)
         configs = io.read_json(Path(args.models) / "configs.json")
         logits = dict(np.load(Path(args.models) / "node_logits.npz"))

@@ -33,49 +33,42 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.graph import report as graph_report
 
         settings = st.params["gnn_report"]
-        stage_metrics = {k: io.read_json(getattr(args, k)) for k in STAGE_METRICS}
-        rows = graph_report.model_rows(stage_metrics["train"], stage_metrics["distill"], stage_metrics["export"], stage_metrics["benchmark"])
-        final = graph_report.choose_final_node_model(rows, settings["max_accuracy_drop"], settings["rank_by"])
-        stage_seconds = round(sum(v.get("duration_s", 0.0) for v in stage_metrics.values()), 1)
-        per_node = stage_metrics["benchmark"]["per_node"]
-        teacher = stage_metrics["distill"]["teacher"]["name"]
+        m = {k: io.read_json(getattr(args, k)) for k in STAGE_METRICS}
+        data = {k: m["graph_data"][k] for k in ("node", "graph") if k in m["graph_data"]}
+        rows = graph_report.model_rows(data, m["train"], m["distill"], m["export"], m["benchmark"])
+        finals = graph_report.choose_finals(rows, settings["max_accuracy_drop"], settings["rank_by"])
+        final = finals.get("node") or finals["graph"]  # the registered model: the node model when there is one
+        stage_seconds = round(sum(v.get("duration_s", 0.0) for v in m.values()), 1)
+        targets = graph_report.check_targets(rows, m["distill"], m["benchmark"], stage_seconds, settings)
         doc = {
             "pipeline": "graph",
             "git_commit": tracking.git_commit(st.params_path.parent),
-            "datasets": {"node": stage_metrics["graph_data"]["node"]["dataset"], "graph": stage_metrics["graph_data"]["graph"]["dataset"]},
+            "datasets": {k: v["dataset"] for k, v in data.items()},
             "final": final,
+            "finals": finals,
             "selection": {"max_accuracy_drop": settings["max_accuracy_drop"], "rank_by": settings["rank_by"],
-                          "among": "the .tflite files (what ships to the edge)"},
-            "pareto_front": report.pareto_front([r for r in rows if r["task"] == "node"]),
-            "teacher": teacher,
-            "distillation": {k: stage_metrics["distill"][k] for k in ("teacher", "mlp", "student_transductive", "student_unseen",
-                                                          "student_gap_to_teacher_points", "student_gain_over_mlp_points",
-                                                          "unseen_gap_to_teacher_points") if k in stage_metrics["distill"]},
-            "per_node_inference": {
-                "nodes": per_node["nodes"], "rounds": per_node["rounds"], "threads": per_node["threads"],
-                "protocol": per_node["protocol"],
-                "speedup_vs_int8_student": per_node["speedup_vs_int8_student"],
-                "speedup_vs_int8_student_cold": per_node["speedup_vs_int8_student_cold"],
-                "timings": {k: {"latency_p50_ms": v["latency_p50_ms"], "cold_latency_p50_ms": v["cold_latency_p50_ms"],
-                                "includes": v["includes"]} for k, v in per_node["models"].items()},
-                "neighbourhood_fetch": stage_metrics["benchmark"]["fetch"],
-            },
-            "search": {k: stage_metrics["search"][k] for k in ("oracle", "trials", "completed", "failed", "best_trial",
-                                                   "best_val_accuracy", "best_config")},
-            "host": stage_metrics["benchmark"]["host"],
-            "stage_seconds": {k: v.get("duration_s") for k, v in stage_metrics.items()},
+                          "among": "each task's .tflite files (what ships to the edge)"},
+            "pareto_front": {task: report.pareto_front([r for r in rows if r["task"] == task]) for task in data},
+            "host": m["benchmark"]["host"],
+            "stage_seconds": {k: v.get("duration_s") for k, v in m.items()},
             "stage_seconds_total": stage_seconds,
-            "targets": graph_report.check_targets(rows, stage_metrics["distill"], stage_metrics["benchmark"], stage_seconds),
+            "targets": targets,
             "models": rows,
         }  # fmt: skip
+        if "node" in data:
+            doc.update(graph_report.node_sections(m["distill"], m["benchmark"], m["search"]))
+        if "graph" in data:
+            doc["graph_classifiers"] = {name: {"cv_accuracy": t["accuracy"], "cv_accuracy_std": t["accuracy_std"],
+                                               **t["deployed"], **m["export"]["graph"].get(name, {})}
+                                        for name, t in m["train"]["graph"].items()}  # fmt: skip
         plots = Path(args.plots)
         columns = (*graph_report.GRAPH_FIELDS[:-1],)  # the CSV leaves out the long `latency_includes` text
         io.write_text(plots / "report.csv", io.csv_text(rows, columns))
         with io.atomic_path(plots / "accuracy_latency.png") as tmp:
-            graph_report.plot_accuracy_vs_latency(rows, final, tmp)
-        for key, t in doc["targets"].items():
+            graph_report.plot_accuracy_vs_latency(rows, finals, tmp)
+        for key, t in targets.items():
             log.info("gnn_report: target %s: %s %s -> %s", key, t["value"], t["target"], "holds" if t["holds"] else "MISSED")
-        held = all(t["holds"] for t in doc["targets"].values())
+        held = all(t["holds"] for t in targets.values())
         io.write_json(args.summary, report.dvc_metrics(rows, final, targets_hold=held))
         st.finish(doc, args.out, artifacts=[plots / "accuracy_latency.png"], extra_tags={"edgesmith.final": final})
         side_by_side = {f"{r['dataset']}.{r['name']}": {k: v for k, v in r.items() if isinstance(v, (int, float))}
@@ -84,11 +77,11 @@ def main(argv: list[str] | None = None) -> None:
             {**side_by_side, "stage_seconds_total": stage_seconds},
             artifacts=[args.out, plots / "report.csv", plots / "accuracy_latency.png"],
             tags={"edgesmith.final": final, "edgesmith.pipeline": "graph"},
-            params={"final": final, "teacher": teacher},
+            params={"final": final, **{f"final_{k}": v for k, v in finals.items()}},
             figures=report.model_figures(rows),
             register=report.registration(settings, final, held, "every target holds" if held else "a target missed"),
         )
-        log.info("gnn_report: %s; final model %s", args.out, final)
+        log.info("gnn_report: %s; final models %s", args.out, finals)
 
 
 if __name__ == "__main__":

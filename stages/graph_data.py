@@ -1,5 +1,6 @@
-"""Stage `graph_data`: load the node-level (Planetoid) and graph-level (TU) datasets with PyG's own
-classes from a writable copy of the dataset root, and save each as one .npz of plain arrays."""
+"""Stage `graph_data`: read the node-level and the graph-level dataset (a PyG dataset by name, or
+the user's own files: `pipelines/graph/data.py`), check them, and save each as one .npz of plain
+arrays. Either dataset may be null: that half of the graph pipeline is then skipped."""
 
 from __future__ import annotations
 
@@ -20,25 +21,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics/graph_data.json")
     args = ap.parse_args(argv)
     with Stage("graph_data", args.params, sections=["graph", "graph_data"]) as st:
-        from pipelines.graph import data
+        from pipelines.graph import data, store
 
         settings = st.params["graph_data"]
-        node_name = data.canonical_name(settings["node_dataset"], "planetoid", "graph_data.node_dataset")
-        graph_name = data.canonical_name(settings["graph_dataset"], "tu", "graph_data.graph_dataset")
-        source = st.resolve(settings["root"])
+        source = base = st.resolve(settings["root"])  # the user's own files are paths under the root too
+        metrics: dict = {}
         with io.atomic_dir(args.out) as out:
             # PyG writes processed/ beside raw/, so it reads a copy; the copy is dropped once converted
             work = out / "pyg"
-            node = data.load_node_dataset(source, work, node_name, settings["normalize_features"])
-            graph = data.load_graph_dataset(source, work, graph_name, settings["folds"], st.seed)
-            node.save(out / "node.npz")
-            graph.save(out / "graph.npz")
-            shutil.rmtree(work)
-        metrics = {"node": data.node_summary(node), "graph": data.graph_summary(graph),
-                   "content_sha256": io.sha256_path(args.out)}  # fmt: skip
-        log.info("graph_data: %s (%d nodes, %d edges), %s (%d graphs, %d folds)", node_name, node.num_nodes,
-                 node.edge_index.shape[1], graph_name, graph.num_graphs, settings["folds"])  # fmt: skip
-        st.finish(metrics, args.metrics)
+            if settings["node_dataset"] is not None:
+                node = data.load_node_dataset(settings["node_dataset"], base, source, work, settings, st.seed)
+                node.save(out / store.NODE_FILE)
+                metrics["node"] = data.node_summary(node)
+                log.info("graph_data: node dataset %s: %d nodes, %d edges, %d features, %d classes", node.name,
+                         node.num_nodes, node.edge_index.shape[1], node.num_features, node.num_classes)  # fmt: skip
+            if settings["graph_dataset"] is not None:
+                graph = data.load_graph_dataset(settings["graph_dataset"], base, source, work, settings, st.seed)
+                graph.save(out / store.GRAPH_FILE)
+                metrics["graph"] = data.graph_summary(graph)
+                log.info("graph_data: graph dataset %s: %d graphs (up to %d nodes), %d classes, %d folds", graph.name,
+                         graph.num_graphs, graph.max_nodes, graph.num_classes, settings["folds"])  # fmt: skip
+            shutil.rmtree(work, ignore_errors=True)
+        for half in ("node", "graph"):
+            if half not in metrics:
+                log.info("graph_data: graph_data.%s_dataset is null: the %s-level stages are skipped", half, half)
+        st.finish({**metrics, "content_sha256": io.sha256_path(args.out)}, args.metrics)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,14 @@ EMULATED_CORES = tuple(CORES)
 class Field:
     """One parameter: its type, bounds or choices, and whether null is allowed."""
 
-    kind: str  # "int", "float", "bool", "str", "choice", "int_list", "str_list", "table"
+    kind: str  # "int", "float", "bool", "str", "choice", "int_list", "float_list", "str_list", "table", "float_table"
     low: float | None = None
     high: float | None = None
     low_open: bool = False
     choices: tuple[str, ...] = ()
     nullable: bool = False
     min_items: int = 0
+    max_items: int | None = None
     row: tuple[tuple[str, Field], ...] = ()  # for "table": the fields of every entry
     auto: bool = False  # the string "auto" is allowed too (the stage derives the value)
 
@@ -50,6 +51,11 @@ class Field:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind == "int_list":
             text = f"a list of at least {self.min_items} integers" + (f" each {bounds}" if bounds else "")
+        elif self.kind == "float_table":
+            text = "a mapping of names to mappings of names to numbers" + (f" each {bounds}" if bounds else "")
+        elif self.kind == "float_list":
+            count = f"{self.min_items}" if self.max_items == self.min_items else f"at least {self.min_items}"
+            text = f"a list of {count} numbers" + (f" each {bounds}" if bounds else "")
         elif self.kind == "str_list":
             text = f"a list of at least {self.min_items} distinct non-empty strings"
         else:
@@ -77,6 +83,18 @@ class Field:
                 isinstance(value, list)
                 and len(value) >= self.min_items
                 and all(_is_int(v) and self._in_range(v) for v in value)
+            )
+        if self.kind == "float_table":
+            return isinstance(value, dict) and all(
+                isinstance(k, str) and isinstance(v, dict) and all(isinstance(n, str) and _is_number(x) and self._in_range(x)
+                                                                   for n, x in v.items())
+                for k, v in value.items()
+            )  # fmt: skip
+        if self.kind == "float_list":
+            return (
+                isinstance(value, list)
+                and self.min_items <= len(value) <= (self.max_items or len(value))
+                and all(_is_number(v) and self._in_range(v) for v in value)
             )
         if self.kind == "str_list":
             return (
@@ -119,8 +137,8 @@ def Int(low: float | None = None, high: float | None = None, nullable: bool = Fa
     return Field("int", low, high, nullable=nullable, auto=auto)
 
 
-def Float(low: float | None = None, high: float | None = None, low_open: bool = False) -> Field:
-    return Field("float", low, high, low_open=low_open)
+def Float(low: float | None = None, high: float | None = None, low_open: bool = False, nullable: bool = False) -> Field:
+    return Field("float", low, high, low_open=low_open, nullable=nullable)
 
 
 def Table(min_items: int = 1, **row: Field) -> Field:
@@ -329,19 +347,23 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "torch_threads": Int(1, 256),  # intra-op threads of the torch stages' training
     },
     "graph_data": {
-        "root": Str,  # folder holding Planetoid/<Name>/raw and TUDataset/<Name>/raw (relative to this file)
-        "node_dataset": Str,  # a Planetoid name: Cora, CiteSeer, PubMed
-        "graph_dataset": Str,  # a TU name: MUTAG, PROTEINS, ENZYMES, ...
+        "root": Str,  # folder holding <Class>/<Name>/raw of PyG datasets (relative to this file)
+        "node_dataset": OptStr,  # a PyG dataset (Cora, Class/Name) or the path of an .npz or nodes.csv+edges.csv folder
+        "graph_dataset": OptStr,  # a PyG dataset (MUTAG, Class/Name) or a folder of .npz graphs or TU text files
         "normalize_features": Bool,  # row-normalise node features (GCN's preprocessing)
-        "folds": Int(2, 20),  # stratified cross-validation folds for the graph dataset
+        "undirected": Bool,  # list every edge in both directions (duplicates dropped)
+        "split": Field("float_list", 0.0, 1.0, min_items=3, max_items=3),  # train/val/test when a node dataset has none
+        "folds": Int(3, 20),  # stratified cross-validation folds for the graph dataset (fold 0 tests, 1 validates the deployed model)
     },
     "gnn_search": {
         "oracle": Choice("random", "bayesian"),
         "max_trials": Int(1),
         "epochs": Int(1),
         "seeds_per_trial": Int(1, 10),
-        "max_params": Int(1),  # trials over this are rejected (FailedTrialError) before training
+        "max_params": Int(1, auto=True),  # trials over this are rejected before training; auto: from features and classes
         "max_trial_seconds": Float(0.0, low_open=True),  # trials still training after this are rejected
+        "max_search_seconds": Float(0.0),  # no new trial starts after this long; 0: no limit
+        "cost_weight": Float(0.0),  # score = val_accuracy - cost_weight * params / max_params
         "convs": Str,  # comma-separated subset of gcn, gat, sage, gin
         "layers": Field("int_list", 1, 8, min_items=1),
         "hidden": Field("int_list", 1, 4096, min_items=1),
@@ -407,6 +429,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "gnn_report": {
         "max_accuracy_drop": Float(0.0, 100.0),  # points below the best node model still acceptable
         "rank_by": Choice("size_bytes", "latency_p50_ms"),
+        # the targets checked (null: not checked); relative ones hold on any dataset
+        "max_student_gap_points": Float(0.0, nullable=True),  # GLNN student below its teacher
+        "min_student_gain_over_mlp_points": Float(nullable=True),  # GLNN student above the plain MLP
+        "max_int8_drop_points": Float(0.0, nullable=True),  # int8 student below the fp32 student
+        "max_graph_int8_drop_points": Float(0.0, nullable=True),  # int8 graph classifier below PyTorch, test graphs
+        "min_per_node_speedup": Float(0.0, nullable=True),  # teacher per-node p50 / int8 student's
+        "max_pipeline_seconds": Float(0.0, nullable=True),  # sum of the graph stages' durations
+        "min_accuracy": Field("float_table", 0.0, 100.0),  # dataset -> model -> test accuracy %, on that dataset only
         "registered_model": OptStr,  # as report.registered_model, for the graph pipeline's final model
         "alias": Str,
     },
@@ -460,6 +490,15 @@ def _search_device(params: dict) -> str | None:
     return None
 
 
+def _graph_data(params: dict) -> str | None:
+    g = params["graph_data"]
+    if g["node_dataset"] is None and g["graph_dataset"] is None:
+        return "graph_data.node_dataset and graph_data.graph_dataset are both null: name at least one dataset"
+    if abs(sum(g["split"]) - 1.0) > 1e-6 or g["split"][0] <= 0:
+        return f"graph_data.split must be train, val and test fractions summing to 1 (train > 0), got {g['split']}"
+    return None
+
+
 # Rules between keys, checked once every section they read is loaded: (sections, check), the
 # check returning the one-line error or None.
 RULES: tuple[tuple[tuple[str, ...], Callable[[dict], str | None]], ...] = (
@@ -468,6 +507,7 @@ RULES: tuple[tuple[tuple[str, ...], Callable[[dict], str | None]], ...] = (
     (("search", "quantize"), _search_squeeze_excite),
     (("search", "devices"), _search_device),
     (("target", "devices"), _target_device),
+    (("graph_data",), _graph_data),
     (("gnn_search",), _pairs("gnn_search", ("dropout_min", "dropout_max"), ("lr_min", "lr_max"),
                              ("weight_decay_min", "weight_decay_max"))),  # fmt: skip
 )
@@ -601,6 +641,12 @@ def _json_type(field: Field) -> dict[str, Any]:
         out = {"type": "object", "minProperties": field.min_items, "additionalProperties": entry}
     elif field.kind == "int_list":
         out = {"type": "array", "minItems": field.min_items, "items": {"type": "integer", **bounds}}
+    elif field.kind == "float_table":
+        out = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "number", **bounds}}}
+    elif field.kind == "float_list":
+        out = {"type": "array", "minItems": field.min_items, "items": {"type": "number", **bounds}}
+        if field.max_items is not None:
+            out["maxItems"] = field.max_items
     elif field.kind == "str_list":
         out = {"type": "array", "minItems": field.min_items, "uniqueItems": True, "items": {"type": "string", "minLength": 1}}
     elif field.kind == "choice":

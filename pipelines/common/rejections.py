@@ -1,9 +1,15 @@
-"""A keras-tuner trial rejected by a limit is one log line, not a traceback.
+"""What the vision and the graph keras-tuner tuners share: rejections in one line, state files
+written atomically.
 
 keras-tuner prints the traceback of every failed trial (its `config.DEBUG` is on by default). The
 vision and graph tuners raise `FailedTrialError` for trials over their limits and log why in one
 line themselves, so `LoggedRejections` keeps that error's message on the trial and prints nothing;
 any other exception is a crash, logged with its traceback and retried as keras-tuner does.
+
+keras-tuner rewrites oracle.json, trial.json and the tuner's JSON in place; a search killed while
+one was being written (seen: `kill -9` just as a trial began left an empty oracle.json) could not
+be reloaded. `save_state_atomically()` makes every such file a temporary file renamed into place,
+so a killed search always resumes.
 """
 
 from __future__ import annotations
@@ -32,3 +38,19 @@ class LoggedRejections:
         except Exception:
             log.exception("trial %s crashed", trial.trial_id)
             trial.status, trial.message = status.INVALID, traceback.format_exc()
+
+
+def save_state_atomically() -> None:
+    """Make keras-tuner's `Stateful.save` (every oracle, trial and tuner state file) atomic."""
+    import json
+
+    from keras_tuner.src.engine import stateful
+
+    from pipelines.common import io
+
+    def save(self: Any, fname: str) -> str:
+        text = json.dumps(self.get_state())
+        io.write_text(fname, text)
+        return text
+
+    stateful.Stateful.save = save

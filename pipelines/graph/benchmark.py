@@ -24,6 +24,8 @@ INCLUDES = {
     "student_int8_quantize_input": "as student_int8, but the float32 feature row is quantized in NumPy on every call",
     "student_fp32": "the node's own float32 feature row copied into the input tensor + invoke() + reading the output (LiteRT)",
     "graph": "one graph already in memory (features, edges) + forward + logits (PyTorch, eval, no_grad, batch of one graph)",
+    "graph_tflite": ("one graph already in memory padded to the file's max_nodes (features, dense adjacency built "
+                     "from its edge list, node mask), quantized when int8, + invoke() + the logits (LiteRT)"),
 }  # fmt: skip
 PROTOCOL = (
     "one process, CPU-pinned, torch and LiteRT at benchmark.threads threads; `rounds` passes over the same "
@@ -111,19 +113,22 @@ def per_node(arrays: store.NodeArrays, gnns: Mapping[str, torch.nn.Module], file
     return result, {str(h): v for h, v in fetch.items()}, cost
 
 
-def per_graph(graph_arrays: store.GraphArrays, classifiers: Mapping[str, torch.nn.Module], hb: Mapping[str, Any],
-              p: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
-    """Per-graph latency of every graph classifier on `p['graphs']` graphs already in memory."""
+def per_graph(graph_arrays: store.GraphArrays, classifiers: Mapping[str, torch.nn.Module], files: Sequence[Path],
+              hb: Mapping[str, Any], p: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
+    """Per-graph latency of every graph classifier (PyTorch) and of its exported files (LiteRT), all
+    timed in one run on `p['graphs']` graphs already in memory, with the vision benchmark's p50."""
+    from pipelines.graph import dense
+
     graphs = train.graph_data_list(graph_arrays)
     order = [int(g) for g in rng.permutation(graph_arrays.num_graphs)[: p["graphs"]]]
-    timing = {}
-    for name, gm in classifiers.items():
-        with bench.pinned(pinned_cpus(hb)):
-            ms = inference.time_rounds({name: inference.GraphPredictor(gm, graphs)}, order, p["rounds"],
-                                       warmup_nodes=min(10, len(order)))[name]  # fmt: skip
-        timing[name] = {**inference.latency_stats(ms, p["rounds"]), "includes": INCLUDES["graph"],
-                        "mean_graph_nodes": round(float(np.diff(graph_arrays.node_ptr)[order].mean()), 2)}  # fmt: skip
-    return {"dataset": graph_arrays.name, "graphs": len(order), "models": timing}
+    fns = {name: inference.GraphPredictor(gm, graphs) for name, gm in classifiers.items()}
+    fns.update({f.stem: dense.TFLiteGraphPredictor(f, graph_arrays, threads=hb["threads"]) for f in files})
+    with bench.pinned(pinned_cpus(hb)):
+        ms = inference.time_rounds(fns, order, p["rounds"], warmup_nodes=min(10, len(order)))
+    mean_nodes = round(float(np.diff(graph_arrays.node_ptr)[order].mean()), 2)
+    timing = {name: {**inference.latency_stats(v, p["rounds"]), "includes": INCLUDES["graph" if name in classifiers else "graph_tflite"],
+                     "mean_graph_nodes": mean_nodes} for name, v in ms.items()}  # fmt: skip
+    return {"dataset": graph_arrays.name, "graphs": len(order), "max_nodes": graph_arrays.max_nodes, "models": timing}
 
 
 def pinned_cpus(hb: Mapping[str, Any]) -> set[int] | None:

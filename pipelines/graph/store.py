@@ -15,6 +15,8 @@ import numpy as np
 
 from pipelines.common.errors import DataError
 
+NODE_FILE, GRAPH_FILE = "node.npz", "graph.npz"  # in graph_data's folder; either is absent when its dataset is null
+
 
 @dataclass
 class NodeArrays:
@@ -78,6 +80,15 @@ class GraphArrays:
         return (self.x[self.node_ptr[g] : self.node_ptr[g + 1]],
                 self.edge_index[:, self.edge_ptr[g] : self.edge_ptr[g + 1]])  # fmt: skip
 
+    @property
+    def max_nodes(self) -> int:
+        return int(np.diff(self.node_ptr).max())
+
+    def split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, val, test) masks over the graphs for the deployed classifier, from the folds:
+        fold 0 is tested, fold 1 validates, the other folds train."""
+        return self.folds > 1, self.folds == 1, self.folds == 0
+
     def save(self, path: str | Path) -> None:
         np.savez_compressed(path, kind="graph", **{k: v for k, v in self.__dict__.items()})
 
@@ -86,6 +97,21 @@ class GraphArrays:
         z = _open(path, "graph")
         return GraphArrays(**{k: (str(z[k]) if k == "name" else int(z[k]) if k == "num_classes" else z[k])
                               for k in GraphArrays.__dataclass_fields__})  # fmt: skip
+
+
+def skipped(half: str) -> dict[str, str]:
+    """What a stage writes in place of the outputs of a half whose dataset is null."""
+    return {"skipped": f"graph_data.{half}_dataset is null: no {half}-level models"}
+
+
+def load_halves(folder: str | Path) -> tuple[NodeArrays | None, GraphArrays | None]:
+    """graph_data's node and graph datasets; None for a half whose dataset is null (not prepared)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: prepared graph data not found; run the graph_data stage first")
+    node = NodeArrays.load(folder / NODE_FILE) if (folder / NODE_FILE).is_file() else None
+    graph = GraphArrays.load(folder / GRAPH_FILE) if (folder / GRAPH_FILE).is_file() else None
+    return node, graph
 
 
 def _open(path: str | Path, kind: str):
@@ -109,6 +135,13 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
         folds[idx] = (offset + np.arange(len(idx))) % k
         offset += len(idx)
     return folds
+
+
+def csr_from_dense(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices, values) of a dense float matrix's non-zeros, row by row."""
+    rows, cols = np.nonzero(x)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(x)))]).astype(np.int64)
+    return indptr, cols.astype(np.int64), x[rows, cols].astype(np.float32)
 
 
 def row_normalize(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:

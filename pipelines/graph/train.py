@@ -171,38 +171,87 @@ class FoldRun:
     state_dict: dict
 
 
-def train_graph_fold(a: GraphArrays, graphs: list, cfg: Mapping[str, Any], fold: int, seed: int) -> FoldRun:
-    """Train on every fold but `fold` for a fixed number of epochs, then test on `fold`."""
+def fit_graph_model(train: list, cfg: Mapping[str, Any], in_dim: int, num_classes: int, seed: int, epochs: int,
+                    val: list | None = None) -> tuple[nn.Module, list[float]]:  # fmt: skip
+    """Train a graph classifier on `train` for `epochs` epochs (GIN's recipe: Adam, the learning rate
+    halved every `lr_step_epochs`); with `val`, return the model of the best-validation epoch (ties:
+    the earlier) and the validation accuracy after every epoch, else the last epoch's model."""
     from torch_geometric.loader import DataLoader
 
-    seed_everything(seed + fold)
-    train = [g for g, f in zip(graphs, a.folds, strict=True) if f != fold]
-    test = [g for g, f in zip(graphs, a.folds, strict=True) if f == fold]
-    model = build_graph_model(cfg, a.x.shape[1], a.num_classes)
+    seed_everything(seed)
+    model = build_graph_model(cfg, in_dim, num_classes)
     opt = adam(model, cfg["lr"], cfg["weight_decay"])
-    # GIN's recipe: halve the learning rate every `lr_step_epochs` epochs
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg["lr_step_epochs"] or cfg["epochs"] + 1, gamma=0.5)
-    loader = DataLoader(train, batch_size=cfg["batch_size"], shuffle=True,
-                        generator=torch.Generator().manual_seed(seed + fold))  # fmt: skip
-    started = time.time()
-    for _ in range(cfg["epochs"]):
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg["lr_step_epochs"] or epochs + 1, gamma=0.5)
+    loader = DataLoader(train, batch_size=cfg["batch_size"], shuffle=True, generator=torch.Generator().manual_seed(seed))
+    curve: list[float] = []
+    best_state = None
+    for _ in range(epochs):
         model.train()
         for batch in loader:
             opt.zero_grad()
             F.cross_entropy(model(batch.x, batch.edge_index, batch.batch), batch.y).backward()
             opt.step()
         sched.step()
+        if val is not None:
+            curve.append(graph_accuracy(model, val))
+            if curve[-1] > max(curve[:-1], default=-1.0):
+                best_state = copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), curve
+
+
+def train_graph_fold(a: GraphArrays, graphs: list, cfg: Mapping[str, Any], fold: int, seed: int) -> FoldRun:
+    """Train on every fold but `fold` for a fixed number of epochs, then test on `fold`."""
+    train = [g for g, f in zip(graphs, a.folds, strict=True) if f != fold]
+    test = [g for g, f in zip(graphs, a.folds, strict=True) if f == fold]
+    started = time.time()
+    model, _ = fit_graph_model(train, cfg, a.x.shape[1], a.num_classes, seed + fold, cfg["epochs"])
     return FoldRun(fold, graph_accuracy(model, test), graph_accuracy(model, train), time.time() - started,
                    copy.deepcopy(model.state_dict()))  # fmt: skip
 
 
-def graph_accuracy(model: nn.Module, graphs: list) -> float:
+@dataclass
+class DeployedGraphModel:
+    """The graph classifier that ships: its epoch chosen on the validation graphs, then retrained on
+    the training and validation graphs for that many epochs, and tested on the test graphs."""
+
+    model: nn.Module
+    best_epoch: int
+    val_accuracy: float
+    val_curve: list[float]
+    test_accuracy: float
+    test_index: np.ndarray
+    test_logits: np.ndarray
+    seconds: float
+
+
+def train_deployed_graph_model(a: GraphArrays, graphs: list, cfg: Mapping[str, Any], seed: int) -> DeployedGraphModel:
+    """`GraphArrays.split()`'s train/val/test: pick the epoch on val, retrain on train + val, test."""
+    train_m, val_m, test_m = a.split()
+    pick = lambda m: [g for g, keep in zip(graphs, m, strict=True) if keep]  # noqa: E731
+    started = time.time()
+    _, curve = fit_graph_model(pick(train_m), cfg, a.x.shape[1], a.num_classes, seed, cfg["epochs"], val=pick(val_m))
+    best_epoch = int(np.argmax(curve)) + 1
+    model, _ = fit_graph_model(pick(train_m | val_m), cfg, a.x.shape[1], a.num_classes, seed, best_epoch)
+    test = pick(test_m)
+    logits = graph_logits(model, test)
+    return DeployedGraphModel(
+        model=model, best_epoch=best_epoch, val_accuracy=max(curve), val_curve=curve,
+        test_accuracy=float((logits.argmax(-1) == a.y[test_m]).mean()), test_index=np.flatnonzero(test_m),
+        test_logits=logits, seconds=time.time() - started,
+    )  # fmt: skip
+
+
+def graph_logits(model: nn.Module, graphs: list) -> np.ndarray:
+    """Eval-mode logits of every graph, one row each, in order."""
     from torch_geometric.loader import DataLoader
 
     model.eval()
-    correct = 0
     with torch.no_grad():
-        for batch in DataLoader(graphs, batch_size=256):
-            correct += int((model(batch.x, batch.edge_index, batch.batch).argmax(-1) == batch.y).sum())
-    return correct / len(graphs)
+        return np.concatenate([model(b.x, b.edge_index, b.batch).numpy() for b in DataLoader(graphs, batch_size=256)])
 
+
+def graph_accuracy(model: nn.Module, graphs: list) -> float:
+    y = np.asarray([int(g.y) for g in graphs])
+    return float((graph_logits(model, graphs).argmax(-1) == y).mean())

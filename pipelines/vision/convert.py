@@ -32,12 +32,13 @@ def representative_dataset(images_uint8: np.ndarray) -> Callable[[], Iterator[li
     return samples
 
 
-def to_tflite_int8(model: keras.Model, representative: np.ndarray) -> bytes:
-    """Full-integer quantization (int8 input and output), its ranges from `representative` uint8
-    images. For a quantization-aware model the ranges come from training instead."""
+def to_tflite_int8(model: keras.Model, representative: np.ndarray | Callable[[], Iterator[list[np.ndarray]]]) -> bytes:
+    """Full-integer quantization (int8 inputs and output), its ranges from `representative`: uint8
+    images, or a function yielding lists of float inputs as the model takes them (graph models).
+    For a quantization-aware model the ranges come from training instead."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(representative)
+    converter.representative_dataset = representative if callable(representative) else representative_dataset(representative)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8

@@ -3,7 +3,6 @@ project folder it keeps (resumable, shared by a distributed search's chief and w
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.common.rejections import LoggedRejections
+from pipelines.common.rejections import LoggedRejections, save_state_atomically
 from pipelines.common.seeding import seed_everything
 from pipelines.vision.tfk import keras
 
@@ -22,27 +21,11 @@ log = logging.getLogger("pipelines.vision.search")
 
 # After tfk: keras_tuner imports TensorFlow, which must see tfk's TF_USE_LEGACY_KERAS first.
 import keras_tuner as kt  # noqa: E402
-from keras_tuner.src.engine import stateful  # noqa: E402
 
 from pipelines.vision.search.objective import LIMITS, OBJECTIVE, file_costs, objective_score, over_limits  # noqa: E402
 from pipelines.vision.search.space import arch_from_values, values_hash  # noqa: E402
 
-
-def _save_atomically(self: Any, fname: str) -> str:
-    """keras-tuner's `Stateful.save`, written to a temporary file and renamed.
-
-    keras-tuner rewrites oracle.json, trial.json and the tuner's JSON in place; a search killed
-    while one was being written (seen: `kill -9` just as a trial began left an empty oracle.json)
-    could not be reloaded. Written this way, a killed search always resumes.
-    """
-    from pipelines.common import io
-
-    text = json.dumps(self.get_state())
-    io.write_text(fname, text)
-    return text
-
-
-stateful.Stateful.save = _save_atomically  # every oracle, trial and tuner state file
+save_state_atomically()  # a killed search resumes (pipelines.common.rejections)
 
 
 RECORD = "record.json"
