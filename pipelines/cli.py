@@ -224,6 +224,28 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_graph_dataset(args: argparse.Namespace) -> int:
+    from pipelines.graph import synthetic
+
+    if args.classes < 2 or args.count < 2 * args.classes:
+        raise UserError("make-graph-dataset needs at least 2 --classes and 2 nodes or graphs per class")
+    if args.format in ("npz", "csv"):
+        if args.features < 1:
+            raise UserError("make-graph-dataset needs at least 1 --features")
+        d = synthetic.node_graph(args.count, args.classes, args.features, args.seed)
+        out = (synthetic.write_node_npz if args.format == "npz" else synthetic.write_node_csv)(args.out, d)
+        what = f"a {args.count}-node graph ({d['edge_index'].shape[1] // 2} edges, {args.features} features)"
+    else:
+        if args.classes > len(synthetic.MOTIFS):
+            raise UserError(f"make-graph-dataset: graph formats have one motif per class, at most {len(synthetic.MOTIFS)} --classes")
+        graphs = synthetic.motif_graphs(args.count, args.classes, args.seed)
+        out = (synthetic.write_graph_folder(args.out, graphs) if args.format == "graphs"
+               else synthetic.write_tu(args.out, Path(args.out).name.upper(), graphs))  # fmt: skip
+        what = f"{args.count} graphs"
+    print(f"wrote {what} in {args.classes} classes to {out} ({args.format})")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from pipelines.common import doctor
 
@@ -337,6 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--grayscale", action="store_true", help="one channel instead of RGB")
     md.add_argument("--seed", type=int, default=0)
     md.set_defaults(func=cmd_make_dataset)
+
+    mg = sub.add_parser("make-graph-dataset", help="write a generated graph dataset (node or graph classification) to try the graph pipeline")
+    mg.add_argument("out", help="the .npz file (--format npz) or folder to write")
+    mg.add_argument("--format", choices=("npz", "csv", "graphs", "tu"), default="npz",
+                    help="node classification: npz (one .npz) or csv (nodes.csv + edges.csv); graph classification: "
+                         "graphs (a folder of .npz graphs) or tu (TU-format text files)")  # fmt: skip
+    mg.add_argument("--classes", type=int, default=4, help="classes (graph formats: 2 to 6, one motif each; default 4)")
+    mg.add_argument("--count", type=int, default=2000, help="nodes (node formats) or graphs (default 2000)")
+    mg.add_argument("--features", type=int, default=500, help="node formats: bag-of-words features per node (default 500)")
+    mg.add_argument("--seed", type=int, default=0)
+    mg.set_defaults(func=cmd_make_graph_dataset)
 
     d = sub.add_parser("doctor", help="check the stack, dataset, runtime and tracking store")
     d.add_argument("--params", default="params.yaml")

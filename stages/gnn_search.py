@@ -31,12 +31,12 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.graph import search, store, train
 
         settings = st.params["gnn_search"]
+        space = search.search_space(settings)
         arrays, _ = store.load_halves(args.data)
         if arrays is None:
             io.write_json(args.out, store.skipped("node"))
             st.finish(store.skipped("node"), args.metrics)
             return
-        space = search.search_space(settings)
         torch.set_num_threads(st.params["graph"]["torch_threads"])
         data = train.node_tensors(arrays)
         auto = settings["max_params"] == "auto"

@@ -157,7 +157,12 @@ STAGE_ARGS = {
                "--out", "metrics/report.json", "--summary", "metrics/summary.json", "--plots", "plots/report"],
     "search": ["--data", "in/dataset.npz", "--out", "out/search.json", "--plots", "plots/search", "--metrics",
                "metrics/search.json"],
-    "gnn_search": ["--data", "in/node.npz", "--out", "out/search.json", "--metrics", "metrics/gnn_search.json"],
+    "gnn_search": ["--data", "in/graph", "--out", "out/search.json", "--metrics", "metrics/gnn_search.json",
+                   "--tuner-dir", "out/tuner"],
+    "graph_data": ["--out", "out/graph", "--metrics", "metrics/graph_data.json"],
+    "gnn_report": ["--graph-data", "in/g.json", "--search", "in/s.json", "--train", "in/t.json", "--distill", "in/d.json",
+                   "--export", "in/e.json", "--benchmark", "in/b.json", "--out", "metrics/graph_report.json",
+                   "--summary", "metrics/graph_summary.json", "--plots", "plots/graph_report"],
     "check-budget": ["--report", "in/report.json"],
 }  # fmt: skip
 
@@ -196,7 +201,14 @@ FILE_EDITS = [
     ("negative budget", _set("budget.max_latency_p50_ms", -2.0), "check-budget", "budget.max_latency_p50_ms must be a number > 0, got -2.0"),
     ("zero budget", _set("budget.max_size_bytes", 0), "check-budget", "budget.max_size_bytes must be an integer >= 1, got 0"),
     ("missing section", _set("budget", delete=True), "check-budget", "section 'budget' must be a mapping of its keys, got nothing"),
-    ("negative budget", _set("gnn_search.max_params", -1), "gnn_search", "gnn_search.max_params must be an integer >= 1, got -1"),
+    ("negative budget", _set("gnn_search.max_params", -1), "gnn_search", "gnn_search.max_params must be an integer >= 1, or 'auto', got -1"),
+    ("both graph halves null", lambda raw: _apply(_apply(raw, "graph_data.node_dataset"), "graph_data.graph_dataset"), "graph_data",
+     "graph_data.node_dataset and graph_data.graph_dataset are both null: name at least one dataset"),
+    ("split not summing to 1", _set("graph_data.split", [0.5, 0.2, 0.2]), "graph_data",
+     "graph_data.split must be train, val and test fractions summing to 1 (train > 0), got [0.5, 0.2, 0.2]"),
+    ("split of two", _set("graph_data.split", [0.8, 0.2]), "graph_data", "graph_data.split must be a list of 3 numbers each >= 0 and <= 1, got [0.8, 0.2]"),
+    ("floor not a number", _set("gnn_report.min_accuracy", {"Cora": {"gcn": "high"}}), "gnn_report",
+     "gnn_report.min_accuracy must be a mapping of names to mappings of names to numbers each >= 0 and <= 100"),
     ("empty search space", _set("gnn_search.layers", []), "gnn_search", "gnn_search.layers must be a list of at least 1 integers"),
     ("empty search space", _set("gnn_search.convs", ""), "gnn_search", "gnn_search.convs must be a string, got ''"),
     ("empty search space", _set("gnn_search.convs", " , "), "gnn_search", "gnn_search.convs must be a comma-separated subset of gcn"),
@@ -237,7 +249,7 @@ def test_a_bad_params_file_exits_2_with_one_line_and_changes_no_output(tmp_path,
         text = edit(text)
     (tmp_path / "params.yaml").write_text(text)
     for rel in ("in/dataset.npz", "in/teacher.keras", "in/calibrate.json", "in/q.json", "in/b.json", "in/c.json",
-                "in/node.npz", "in/report.json", "out/dataset.npz", "out/teacher.keras", "out/search.json",
+                "in/graph/node.npz", "in/report.json", "out/dataset.npz", "out/teacher.keras", "out/search.json",
                 "out/tflite/teacher_int8.tflite", "metrics/data.json", "metrics/teacher.json", "metrics/report.json",
                 "metrics/gnn_search.json", "plots/teacher.csv", "plots/report/report.csv"):  # fmt: skip
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -104,8 +104,10 @@ def load_pyg(cls_name: str, name: str | None, source_root: Path, work_root: Path
     if "root" in accepts:
         src = source_root / cls_name / name if name else source_root / cls_name
         dst = work_root / cls_name
+        target = dst / name if name else dst
         if src.is_dir():
-            shutil.copytree(src, dst / name if name else dst, dirs_exist_ok=True)
+            if src.resolve() != target.resolve():
+                shutil.copytree(src, target, dirs_exist_ok=True)
         else:
             log.warning("graph_data: %s not under %s; PyG will try to download it", src.relative_to(source_root), source_root)
         kwargs["root"] = str(dst)
@@ -395,11 +397,14 @@ def load_graph_dataset(spec: str, base: Path, source_root: Path, work_root: Path
 
 def _graphs_from_pyg(ds: Any, where: str) -> list[dict[str, np.ndarray]]:
     out = []
-    for g in ds:
-        if g.y is None:
-            raise DataError(f"{where}: graph {len(out)} has no label")
-        x = g.x.numpy() if g.x is not None else np.zeros((int(g.num_nodes or 0), 0), np.float32)
-        out.append({"x": x, "edge_index": g.edge_index.numpy(), "y": g.y.numpy()})
+    try:
+        for g in ds:
+            if g.y is None:
+                raise DataError(f"{where}: graph {len(out)} has no label")
+            x = g.x.numpy() if g.x is not None else np.zeros((int(g.num_nodes or 0), 0), np.float32)
+            out.append({"x": x, "edge_index": g.edge_index.numpy(), "y": g.y.numpy()})
+    except (ValueError, KeyError, IndexError, RuntimeError) as exc:  # files PyG read but cannot split into graphs
+        raise DataError(f"{where}: graph {len(out)} could not be read: {_first_line(exc)}") from None
     return out
 
 
@@ -432,8 +437,9 @@ def graph_arrays(name: str, graphs: Sequence[Mapping[str, np.ndarray]], folds: i
             n = len(x) if x.ndim == 2 and len(x) else int(np.asarray(g["edge_index"]).max(initial=-1)) + 1
             x = np.zeros((n, 1), np.float32)  # replaced by degree features below
         x, ei = check_graph(x, g["edge_index"], at)
-        if xs and x.shape[1] != xs[0].shape[1]:
-            raise DataError(f"{at}: {x.shape[1]} node features, the first graph has {xs[0].shape[1]}")
+        width = x.shape[1] if i == 0 else width
+        if x.shape[1] != width:
+            raise DataError(f"{at}: {x.shape[1]} node features, the first graph has {width}")
         label = np.asarray(g["y"]).reshape(-1)
         if label.size != 1:
             raise DataError(f"{at}: y must be one class id per graph, got {label.size} values")
