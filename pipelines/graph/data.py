@@ -429,7 +429,7 @@ def graph_arrays(name: str, graphs: Sequence[Mapping[str, np.ndarray]], folds: i
     if len(graphs) < 2:
         raise DataError(f"{where}: {len(graphs)} graph(s); graph classification needs a dataset of graphs")
     no_features = all(np.asarray(g["x"]).size == 0 for g in graphs)
-    xs, edges, labels = [], [], []
+    xs, edges, labels, width = [], [], [], 0
     for i, g in enumerate(graphs):
         at = f"{where}: graph {i}"
         x = np.asarray(g["x"])
@@ -437,8 +437,9 @@ def graph_arrays(name: str, graphs: Sequence[Mapping[str, np.ndarray]], folds: i
             n = len(x) if x.ndim == 2 and len(x) else int(np.asarray(g["edge_index"]).max(initial=-1)) + 1
             x = np.zeros((n, 1), np.float32)  # replaced by degree features below
         x, ei = check_graph(x, g["edge_index"], at)
-        width = x.shape[1] if i == 0 else width
-        if x.shape[1] != width:
+        if i == 0:
+            width = x.shape[1]
+        elif x.shape[1] != width:
             raise DataError(f"{at}: {x.shape[1]} node features, the first graph has {width}")
         label = np.asarray(g["y"]).reshape(-1)
         if label.size != 1:
