@@ -48,9 +48,13 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 metrics["node"] = store.skipped("node")
             if graph is not None:
-                files, figures = export.export_graph_classifiers(graph, Path(args.models), settings, out, args.out)
+                files, figures, example = export.export_graph_classifiers(graph, Path(args.models), settings, out, args.out)
                 metrics["models"].update(files)
                 metrics["graph"] = figures
+                logged += [{"name": name, "kind": "tflite", "path": f["file"], "example": example,
+                            "params": {"dtype": f["dtype"], "max_nodes": graph.max_nodes},
+                            "metrics": {"accuracy": f["accuracy"], "size_bytes": f["size_bytes"]}}
+                           for name, f in files.items()]  # fmt: skip
             else:
                 metrics["graph"] = store.skipped("graph")
         st.finish(metrics, args.metrics, models=logged)

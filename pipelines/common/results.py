@@ -471,25 +471,38 @@ def _marked(row: Mapping, final: str | None) -> str:
 
 def _graph_report(doc: Mapping) -> str:
     final = doc.get("final")
+    finals = doc.get("finals") or {"node": final}
     sets = doc.get("datasets") or {}
     out = ["## Graph pipeline (`metrics/graph_report.json`)", ""]
+    picks = ", ".join(f"{task} **`{name}`**" for task, name in finals.items())
     out.append(f"Node task {sets.get('node', '-')}, graph task {sets.get('graph', '-')}; commit "
-               f"`{str(doc.get('git_commit', '?'))[:12]}`. Final model: **`{final}`** (marked ★), the best `.tflite` file by "
+               f"`{str(doc.get('git_commit', '?'))[:12]}`. Final models (marked ★): {picks}, each task's best `.tflite` file by "
                f"`{(doc.get('selection') or {}).get('rank_by')}` within {(doc.get('selection') or {}).get('max_accuracy_drop')} "
-               f"points of the best; teacher of the distillation: `{doc.get('teacher')}`.")  # fmt: skip
+               f"points of its best" + (f"; teacher of the distillation: `{doc['teacher']}`." if doc.get("teacher") else "."))  # fmt: skip
     out += _host_lines(doc)
     rows = []
     for r in doc.get("models", []):
-        name = _marked(r, final)
+        name = _marked(r, finals.get(r.get("task")))
         acc = _pct(r.get("accuracy"))
         if r.get("accuracy_std") is not None:
             acc = f"{r['accuracy'] * 100:.2f} ± {r['accuracy_std'] * 100:.2f} %"
         per = "per graph" if r.get("task") == "graph" else "per node"
         p50 = "-" if r.get("latency_p50_ms") is None else f"{r['latency_p50_ms']:.3f} ({per})"
-        rows.append((name, r.get("dataset"), r.get("dtype"), acc, _fig("size_bytes", r.get("size_bytes")), _fig("params", r.get("params")),
-                     _fig("macs", r.get("macs")), _fig("memory_access_bytes", r.get("memory_access_bytes")), p50))  # fmt: skip
-    out.append(table(("model", "dataset", "dtype", "test accuracy", "file bytes", "params", "MACs", "memory access bytes",
-                      "p50 ms"), rows, right=range(3, 9)))  # fmt: skip
+        published = "-" if r.get("published_accuracy") is None else f"{r['published_accuracy']:.1f} %"
+        rows.append((name, r.get("dataset"), r.get("dtype"), acc, published, _fig("size_bytes", r.get("size_bytes")),
+                     _fig("params", r.get("params")), _fig("macs", r.get("macs")),
+                     _fig("memory_access_bytes", r.get("memory_access_bytes")), p50))  # fmt: skip
+    out.append(table(("model", "dataset", "dtype", "test accuracy", "published", "file bytes", "params", "MACs",
+                      "memory access bytes", "p50 ms"), rows, right=range(3, 10)))  # fmt: skip
+    sources = sorted({r["published_by"] for r in doc.get("models", []) if r.get("published_by")})
+    if sources:
+        out.append("Published figures (same dataset, same protocol where stated): " + "; ".join(sources) + ".\n")
+    for name, g in (doc.get("graph_classifiers") or {}).items():
+        out.append(f"Graph classifier `{name}`: {_pct(g.get('cv_accuracy'))} ± {_pct(g.get('cv_accuracy_std'))} k-fold; the "
+                   f"deployed model {_pct(g.get('test_accuracy'))} on {g.get('test_graphs')} test graphs (epoch "
+                   f"{g.get('best_epoch')}, {g.get('protocol')}); exported "
+                   + (f"as {g['form']}, max_nodes {g.get('max_nodes')}" if g.get("form") else f"not: {g.get('skipped')}")
+                   + ".\n")  # fmt: skip
     targets = doc.get("targets") or {}
     if targets:
         rows = [(t.get("what", k), _num(t.get("value"), "{:,.2f}"), t.get("target"), _yes(t.get("holds"))) for k, t in targets.items()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,12 @@ import numpy as np
 from pipelines.edge import runtime
 
 
-def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int = 2) -> np.ndarray:
+def predict(path: str | Path, x: np.ndarray | Mapping[str, np.ndarray], batch_size: int = 256, threads: int = 2) -> np.ndarray:
     """Model outputs (dequantized to float32) for inputs `x`, in batches: float32 as they are,
-    uint8 images scaled to [0, 1] batch by batch."""
+    uint8 images scaled to [0, 1] batch by batch. A model with several inputs (the graph
+    classifier's x, adjacency, mask) takes a mapping of its input names to arrays, one row per sample."""
+    if isinstance(x, Mapping):
+        return _predict_inputs(path, x, threads)
     interpreter = runtime.load(path, threads=threads)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs, current = [], None
@@ -27,6 +31,23 @@ def predict(path: str | Path, x: np.ndarray, batch_size: int = 256, threads: int
         interpreter.invoke()
         outputs.append(runtime.dequantize(interpreter.get_tensor(out["index"]), out))
     return np.concatenate(outputs)
+
+
+def _predict_inputs(path: str | Path, x: Mapping[str, np.ndarray], threads: int) -> np.ndarray:
+    """One invoke() per sample of a model whose inputs are named (batch of one each)."""
+    from pipelines.common.errors import ModelFileError
+
+    interpreter = runtime.load(path, threads=threads)
+    inputs, out = runtime.inputs_by_name(interpreter), interpreter.get_output_details()[0]
+    if set(inputs) != set(x):
+        raise ModelFileError(f"{path}: takes inputs {', '.join(sorted(inputs))}, got {', '.join(sorted(x))}")
+    rows = []
+    for i in range(len(next(iter(x.values())))):
+        for name, detail in inputs.items():
+            interpreter.set_tensor(detail["index"], runtime.quantize(np.asarray(x[name][i : i + 1], np.float32), detail))
+        interpreter.invoke()
+        rows.append(runtime.dequantize(interpreter.get_tensor(out["index"]), out)[0])
+    return np.stack(rows)
 
 
 def accuracy(path: str | Path, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:

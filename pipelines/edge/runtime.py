@@ -97,6 +97,12 @@ def load(path: str | Path, threads: int = 1, **kwargs: Any):
     return interpreter
 
 
+def inputs_by_name(interpreter: Any) -> dict[str, dict]:
+    """The interpreter's input details keyed by the model's own input names (the converter calls
+    them `serving_default_<name>:0`)."""
+    return {d["name"].split(":")[0].removeprefix("serving_default_"): d for d in interpreter.get_input_details()}
+
+
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     """Float values as the input tensor `detail` takes them: its integer type with its scale and zero
     point, or its float type."""

@@ -42,8 +42,7 @@ class TFLiteGraphPredictor:
     def __init__(self, path: str | Path, a: GraphArrays, threads: int = 1) -> None:
         self.a = a
         self.interpreter = runtime.load(path, threads=threads)
-        details = self.interpreter.get_input_details()
-        by_name = {d["name"].split(":")[0].rsplit("_", 1)[-1]: d for d in details}  # serving_default_<input>:0
+        by_name = runtime.inputs_by_name(self.interpreter)
         missing = [n for n in INPUTS if n not in by_name]
         if missing:
             raise DataError(f"{path}: not an exported graph classifier (no input {', '.join(missing)})")

@@ -218,9 +218,10 @@ def export_student(arrays: NodeArrays, student_dir: Path, settings: Mapping[str,
 
 
 def export_graph_classifiers(a: GraphArrays, models_dir: Path, settings: Mapping[str, Any], out: Path,
-                             out_name: str) -> tuple[dict[str, dict], dict[str, Any]]:  # fmt: skip
+                             out_name: str) -> tuple[dict[str, dict], dict[str, Any], dict[str, list]]:  # fmt: skip
     """<name>_fp32/int8.tflite for every graph classifier gnn_train deployed, each checked on the
-    test graphs against PyTorch's logits; returns (file rows, per-classifier figures)."""
+    test graphs against PyTorch's logits; returns (file rows, per-classifier figures, the first
+    test graph as the files' input example)."""
     configs = io.read_json(models_dir / "configs.json")
     reference = dict(np.load(models_dir / "graph_reference.npz"))
     test_index = reference["test_index"]
@@ -255,4 +256,4 @@ def export_graph_classifiers(a: GraphArrays, models_dir: Path, settings: Mapping
                          "keras_max_abs_logit_diff": round(keras_diff, 8), "params": int(model.count_params()),
                          "form": "dense: x (max_nodes x F), adjacency (max_nodes x max_nodes), mask (max_nodes x 1), "
                                  "padded; BatchNorm folded"}  # fmt: skip
-    return files, figures
+    return files, figures, {k: v.tolist() for k, v in dense.padded(a, int(test_index[0]), a.max_nodes).items()}

@@ -56,7 +56,7 @@ def model_rows(data: Mapping, train: Mapping, distill: Mapping, export: Mapping,
                 memory_access_bytes=cost.get("memory_access_bytes"), weight_bytes=cost.get("weight_bytes"),
                 threads=threads if timed else None, dataset=m["dataset"], task="node", conv=m["conv"],
                 latency_includes=timed.get("includes"), **{k: timed.get(k) for k in LATENCY},
-                **_published(m["dataset"], "node", nodes, m["conv"]),
+                **_published(m["dataset"], "node", nodes, name),
             ))  # fmt: skip
         for setting in ("transductive", "unseen"):
             s = distill[f"student_{setting}"]
@@ -73,7 +73,7 @@ def model_rows(data: Mapping, train: Mapping, distill: Mapping, export: Mapping,
                 size_bytes=m["size_bytes"], params=m["params"], threads=threads if timed else None, dataset=m["dataset"],
                 task="graph", conv=m["conv"], deployed_test_accuracy=m["deployed"]["test_accuracy"],
                 latency_includes=timed.get("includes"), **{k: timed.get(k) for k in LATENCY},
-                **_published(m["dataset"], "graph", graphs, m["conv"]),
+                **_published(m["dataset"], "graph", graphs, name),
             ))  # fmt: skip
     for name, e in export["models"].items():
         task = e.get("task", "node")

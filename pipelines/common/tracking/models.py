@@ -50,6 +50,8 @@ def _pins(*dists: str) -> list[str]:
 def _example(model: Mapping[str, Any]):
     import numpy as np
 
+    if isinstance(model["example"], Mapping):  # a model with named inputs (the graph classifier)
+        return {k: np.asarray(v, dtype=np.float32) for k, v in model["example"].items()}
     return np.asarray(model["example"], dtype=np.float32)
 
 
