@@ -123,7 +123,7 @@ def train_node_model(
             logits = model(x, edge_index, edge_weight)
             val_acc = accuracy(logits, data.y, data.val_mask)
             val_loss = float(F.cross_entropy(logits[data.val_mask], data.y[data.val_mask]))
-        for key, value in (("loss", float(loss)), ("val_accuracy", val_acc), ("val_loss", val_loss)):
+        for key, value in (("loss", float(loss.detach())), ("val_accuracy", val_acc), ("val_loss", val_loss)):
             history[key].append(value)
         if (val_acc, -val_loss) > (best[0], -best[1]):
             best, best_epoch = (val_acc, val_loss), epoch + 1
