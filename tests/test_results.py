@@ -106,7 +106,7 @@ def test_graph_report_marks_its_final_file_and_targets(metrics):
         "targets": {"gat_accuracy": {"value": 81.5, "target": ">= 82.0", "holds": False, "what": "GAT accuracy"}},
     })  # fmt: skip
     text = results.render(metrics)
-    assert "| ★ **`student_int8`** | Cora | int8 | 82.90 % | 377,728 |" in text
+    assert "| ★ **`student_int8`** | Cora | int8 | 82.90 % | - | 377,728 |" in text  # published: none for the student
     assert "| `gcn` | Cora | float32 | 81.68 ± 0.93 % |" in text
     assert "| GAT accuracy | 81.50 | >= 82.0 | **no** |" in text
 
