@@ -30,7 +30,7 @@ help: ## List the targets
 setup: ## Build .venv with the pinned stack, install edgesmith, fetch Fashion-MNIST (Debian), set up git/DVC
 	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
 	  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=600 update -qq && $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq dataset-fashion-mnist; fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt

@@ -29,7 +29,7 @@ if [ -n "$need_apt" ]; then
   command -v apt-get >/dev/null || fail "needs$need_apt and there is no apt-get: install them, then run make arm-setup again"
   if [ -n "$SUDO" ] && ! sudo -n true 2>/dev/null; then fail "needs$need_apt: not root and no sudo"; fi
   echo "arm-setup: installing$need_apt"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $need_apt >/dev/null || fail "apt-get install$need_apt failed"
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq $need_apt >/dev/null || fail "apt-get install$need_apt failed"
 fi
 PATH=$PATH:/usr/sbin
 mkdir -p "$ARM_HOME"
