@@ -1,13 +1,16 @@
-"""Search strategies side by side: regularized evolution vs random vs Bayesian at one trial budget.
+"""Search strategies side by side: regularized evolution (with its screening) vs random vs Bayesian
+vs Hyperband, at one trial budget or one wall-clock budget.
 
-Runs the real `search` stage (python -m stages.search) on the quick profile's dataset, once per
-oracle and seed, each in a fresh folder (no resumed trials), with the quick profile's search
-params otherwise unchanged. Prints a Markdown table of the best *feasible* validation accuracy
-(int8, in the runtime) and the wall time per oracle (mean, min-max over seeds), and writes every
-run's figures as JSON.
+Runs the real `search` stage (python -m stages.search) on the quick profile's dataset (or
+`--params`/`--data`), once per oracle and seed, each in a fresh folder (no resumed trials), with
+the search params otherwise unchanged. With `--seconds S` every search gets the same wall-clock
+budget (`search.max_search_seconds`, screening included) and no trial cap. Prints a Markdown table
+of the best *feasible* validation accuracy (int8, in the runtime), the hypervolume of the
+(error, latency, size) front and the wall time per oracle (mean, min-max over seeds), and writes
+every run's figures as JSON.
 
-    nice -n 19 .venv/bin/python benchmarks/search_oracles.py --seeds 0 1 2 --trials 8 \
-        --json metrics/search_oracles.json
+    nice -n 19 .venv/bin/python benchmarks/search_oracles.py --seeds 0 1 2 --seconds 150 \
+        --json docs/experiments/search-oracles.json
 
 The dataset must exist: `dvc repro profiles/quick/dvc.yaml:data` makes it. Speed claims belong
 here, not in tests: the machine's load moves the times, so compare within one run.
@@ -54,9 +57,10 @@ def summary(values: list[float], fmt: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--oracles", nargs="+", default=["evolution", "random", "bayesian"])
+    ap.add_argument("--oracles", nargs="+", default=["evolution", "random", "bayesian", "hyperband"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=8, help="the same trial budget for every oracle")
+    ap.add_argument("--seconds", type=float, help="the same wall-clock budget for every oracle instead (no trial cap)")
     ap.add_argument("--params", type=Path, default=QUICK / "params.yaml")
     ap.add_argument("--data", type=Path, default=QUICK / "data" / "dataset.npz")
     ap.add_argument("--json", type=Path, help="write every run's figures here")
@@ -72,21 +76,25 @@ def main() -> int:
                 params["base"]["code_root"] = str(ROOT)
                 params["base"]["mlruns_dir"] = str(Path(tmp) / "mlruns")
                 params["search"].update(oracle=oracle, seed=seed, max_trials=args.trials)
+                if args.seconds:
+                    params["search"].update(max_trials=1000, max_search_seconds=args.seconds)
                 folder = Path(tmp) / f"{oracle}-{seed}"
                 folder.mkdir()
                 r = run_search(params, args.data.resolve(), folder)
                 runs.append({"oracle": oracle, "seed": seed, **r})
                 print(f"{oracle} seed {seed}: best feasible val accuracy {r.get('best_val_accuracy', float('nan')):.4f}, "
+                      f"hypervolume {r.get('hypervolume', float('nan')):.4f}, "
                       f"{r.get('completed', 0)} completed, {r.get('infeasible', 0)} infeasible, "
                       f"{r['wall_seconds']:.0f} s {r.get('error', '')}", flush=True)  # fmt: skip
-    print(f"\n{args.trials} trials per search, seeds {', '.join(map(str, args.seeds))}, "
-          f"objective {base['search']['objective']}, quick profile\n")  # fmt: skip
-    print("| oracle | best feasible val accuracy (int8) | completed / infeasible | wall time, s |")
-    print("|---|---|---|---|")
+    budget = f"{args.seconds:.0f} s" if args.seconds else f"{args.trials} trials"
+    print(f"\n{budget} per search, seeds {', '.join(map(str, args.seeds))}, objective {base['search']['objective']}, "
+          f"{args.params}\n")  # fmt: skip
+    print("| oracle | best feasible val accuracy (int8) | hypervolume | completed / infeasible | wall time, s |")
+    print("|---|---|---|---|---|")
     for oracle in args.oracles:
         mine = [r for r in runs if r["oracle"] == oracle and "error" not in r]
         acc = [r["best_val_accuracy"] * 100 for r in mine]
-        print(f"| {oracle} | {summary(acc, '{:.2f}')} % | "
+        print(f"| {oracle} | {summary(acc, '{:.2f}')} % | {summary([r['hypervolume'] for r in mine], '{:.4f}')} | "
               f"{summary([r['completed'] for r in mine], '{:.1f}')} / {summary([r['infeasible'] for r in mine], '{:.1f}')} | "
               f"{summary([r['wall_seconds'] for r in mine], '{:.0f}')} |")  # fmt: skip
     if args.json:

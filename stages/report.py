@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--distill", help="metrics/distill.json (kd_gain over seeds)")
     ap.add_argument("--prune", help="metrics/prune.json (sparsity, gzip size, dense vs pruned latency)")
     ap.add_argument("--arm-cost", help="metrics/arm_cost.json (emulated ARM instructions per inference)")
+    ap.add_argument("--search", help="metrics/search.json (the trial the student came from and its front)")
     ap.add_argument("--device-bench", help="metrics/device_bench.json (latency measured on target.device over SSH)")
     ap.add_argument("--out", required=True, help="metrics/report.json")
     ap.add_argument("--summary", required=True, help="metrics/summary.json: the final model's figures, DVC's metrics")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     inputs = {"quantize": args.quantize, "benchmark": args.benchmark, "calibration": args.calibration}
     inputs.update({k: v for k, v in (("distill", args.distill), ("prune", args.prune), ("arm_cost", args.arm_cost),
-                                             ("device_bench", args.device_bench)) if v})
+                                             ("device_bench", args.device_bench), ("search", args.search)) if v})
     with Stage("report", args.params, sections=["report", "budget", "target", "devices"], inputs=inputs) as st:
         settings = st.params["report"]
         measured, quantized = io.read_json(args.benchmark), io.read_json(args.quantize)
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
                                      args.prune and io.read_json(args.prune))  # fmt: skip
         if chain:
             doc["compression_chain"] = chain
+        if args.search:
+            doc["search"] = report.search_section(io.read_json(args.search))
         folder = Path(args.plots)
         final_ops = measured["models"][final]["ops"]
         io.write_text(folder / "report.csv", io.csv_text(rows, report.FIELDS))

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tuner-dir", default=".tuner", help="keras-tuner's project folders (persistent, not a DVC output)")
     args = ap.parse_args(argv)
     sections = ["search", "student", "benchmark", "devices", "quantize"]
+    started = time.time()
     with Stage("search", args.params, sections=sections, inputs={"data": args.data}) as st:
         import numpy as np
 
@@ -65,9 +66,17 @@ def main(argv: list[str] | None = None) -> None:
 
         me = search.role()
         current = search.values_of(resolve_arch(shape, student), space)  # evolution starts from the current student when the space has it
-        oracle = search.make_oracle(settings, space, seed, fingerprint=fingerprint, initial=[current] if current else [])
+        deadline = started + settings["max_search_seconds"] if settings["max_search_seconds"] else None
+        oracle = search.make_oracle(settings, space, seed, fingerprint=fingerprint, initial=[current] if current else [],
+                                    deadline=deadline)  # fmt: skip
         tuner = search.ArchTuner(data, student, settings, profiles[settings["device"]], bench_settings, seed, oracle=oracle,
                                  directory=str(directory), project_name=project, overwrite=False)  # fmt: skip
+        screening: list[dict] = []
+        if isinstance(oracle, search.EvolutionOracle) and me in ("single", "chief"):
+            oracle.feasible_fn = tuner.feasible  # mutations over a limit are skipped, never trials
+            if settings["screen_candidates"]:
+                screening = search.screened(directory / project, tuner, space, seed, exclude=[current] if current else [])
+                oracle.initial.extend(v for v in search.shortlist(screening) if v != current)
         for limit, how in tuner.auto.items():
             log.info("search: search.%s auto = %s, the default student's %s at %s x (1 + %g)", limit, f"{how['value']:,}",
                      f"{how['default_student']:,}", "x".join(map(str, shape)), how["margin"])  # fmt: skip
@@ -76,9 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         done_before = sum(t.status in ("COMPLETED", "FAILED") for t in trials.values())
         log.info("search: %s, project %s, %d trials already done; oracle %s, objective %s, %d trials", me,
                  directory / project, done_before, settings["oracle"], settings["objective"], settings["max_trials"])  # fmt: skip
-        t0 = time.time()
         tuner.search(verbose=0)
-        search_s = time.time() - t0
+        search_s = time.time() - started  # screening included
         if me not in ("single", "chief"):
             log.info("search: worker %s finished (%.0f s); the chief writes the outputs", me, search_s)
             return
@@ -96,16 +104,24 @@ def main(argv: list[str] | None = None) -> None:
         io.write_json(args.out, search.chosen(best, settings))
         with io.atomic_dir(args.plots) as out:
             (out / "trials.csv").write_text(io.csv_text([search.csv_row(r) for r in rows], search.CSV_COLUMNS))
-            latency = f" ({settings['device']})" if settings["latency_source"] == "predicted" else " (this host, p50)"
+            if screening:
+                (out / "screening.csv").write_text(io.csv_text([search.screen_row(r) for r in screening],
+                                                               search.SCREEN_COLUMNS))  # fmt: skip
+            latency = " (this host, p50)" if settings["latency_source"] == "measured" else f" ({settings['device']})"
             plots.plot_trials(named, front, best["trial_id"], out / "trials.png",
                               cost_label=f"{settings['latency_source']} latency, ms{latency}")  # fmt: skip
         dedup = getattr(tuner.oracle, "deduplicated", {"hyperparameters": 0, "fingerprint": 0})
-        metrics = search.summary(rows, chosen, front, settings, dedup, done_before, search_s, directory / project)
+        metrics = search.summary(rows, chosen, front, settings, dedup, done_before, search_s, directory / project,
+                                 tuner.default_costs, screening, getattr(tuner.oracle, "over_limits", 0),
+                                 search.values_hash(current) if current else None)  # fmt: skip
         metrics["auto_limits"] = tuner.auto
         metrics["stem_downsamples"] = space["stem_downsamples"]
         log.info("search: best trial %s (score %.4f, val accuracy %.4f, %.4f ms, %d bytes) of %d, %d infeasible, "
                  "%d deduplicated: %s", best["trial_id"], best["score"], best["val_accuracy"], best["latency_ms"],
                  best["size_bytes"], len(rows), metrics["infeasible"], metrics["deduplicated"], chosen)  # fmt: skip
+        log.info("search: front of %d trials, hypervolume %.4f; NASWOT vs trained accuracy: Spearman %s over %d trials",
+                 len(front), metrics["hypervolume"], metrics["proxy_correlation"]["spearman_val_accuracy"],
+                 metrics["proxy_correlation"]["trials"])  # fmt: skip
         parent = st.finish(metrics, args.metrics, artifacts=[args.out, args.plots])
         if parent:  # each trial becomes a child run of the stage's run
             for r in rows:

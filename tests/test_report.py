@@ -141,3 +141,21 @@ def test_an_int8_accelerator_target_only_takes_full_int8_files():
     assert chosen["int8_only"] is True  # ... but the profile is an int8 accelerator
     assert report.choose_final(r, 1.0, "target_latency_ms", reference="teacher_fp32",
                                integer_only=chosen["int8_only"]) == "teacher_int8"  # fmt: skip
+
+
+def test_the_report_names_the_searched_trial_against_the_default_students_and_the_front():
+    from pipelines.common import render, report
+
+    def trial(tid, acc, ms, size):
+        return {"trial_id": tid, "val_accuracy": acc, "latency_ms": ms, "size_bytes": size, "arch": {"ds_widths": [8]}}
+
+    search = {"best_trial": "13", "default_trial": "00", "default_trial_figures": trial("00", 0.8558, 0.0851, 63760),
+              "front": [trial("08", 0.8533, 0.0212, 20040), trial("13", 0.8617, 0.0406, 37904)], "hypervolume": 2.6465,
+              "device": "cortex_a76", "objective": "constrained"}  # fmt: skip
+    section = report.search_section(search)
+    assert section["chosen_default"] is False and section["front"] == search["front"]
+    line = render.search_line(section)
+    assert "trial 13 (val accuracy 86.17%, 0.0406 ms" in line and "over the default student's trial 00" in line
+    assert "front of 2 trials [08, 13] on cortex_a76, hypervolume 2.6465" in line
+    same = report.search_section({**search, "best_trial": "00", "front": [trial("00", 0.8558, 0.0851, 63760)]})
+    assert same["chosen_default"] and "the default student itself" in render.search_line(same)

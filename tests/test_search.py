@@ -13,6 +13,7 @@ running every trial exactly once.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -329,6 +330,7 @@ def _tiny_project(tmp_path: Path, **search_overrides) -> Path:
         max_size_bytes=None, max_memory_access_bytes=None, epochs=1, train_samples=0, batch_size=32,
         bench_runs=10, bench_seconds=0.0, kernel_sizes=[3], blocks="standard", expansions=[1], squeeze_excite="never",
         width_percents=[100], depths=[1], widths=[8, 16, 64], heads="flatten,gap", population=2, tournament=2,
+        latency_source="measured", screen_candidates=0,
     )  # fmt: skip
     p["search"].update(search_overrides)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
@@ -432,6 +434,32 @@ def test_killed_search_resumes_from_its_completed_trials(tmp_path):
     for name, rec in first.items():  # completed before the kill: kept, not retrained
         if rec["status"] == "completed":
             assert after[name]["started"] == rec["started"] and len(_attempts(folder)[name]) == 1
+
+
+@pytest.mark.slow
+def test_screening_shortlists_within_the_limits_and_is_kept_for_a_rerun(tmp_path):
+    folder = _tiny_project(tmp_path, oracle="evolution", max_trials=4, screen_candidates=10, screen_convert=5,
+                           screen_keep=2, latency_source="predicted", heads="flatten", widths=[8, 16, 24, 32, 64],
+                           blocks="separable,standard", proxy_batch=16)  # fmt: skip
+    out = subprocess.run(_stage_cmd(folder), cwd=folder, env=_env(), capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = _check_outputs(folder, 4)
+    screening = list(csv.DictReader((folder / "out" / "plots" / "screening.csv").open()))
+    assert len(screening) == metrics["screened"] == 10
+    counts = {s: sum(r["screening"] == s for r in screening) for s in metrics["screening"]}
+    assert counts == metrics["screening"] and counts["not costed"] == 5 and counts["shortlisted"] <= 2
+    over = {r["values_hash"] for r in screening if r["screening"] == "over limit"}
+    assert all(int(r["macs"]) > 60000 for r in screening if r["values_hash"] in over)
+    records = _records(folder)
+    assert not over & {r["values_hash"] for r in records.values()}  # over a limit at screening: never a trial
+    shortlisted = {r["values_hash"] for r in screening if r["screening"] == "shortlisted"}
+    first = {r["values_hash"] for r in list(records.values())[1 : 1 + len(shortlisted)]}
+    assert first == shortlisted  # trained right after the current student
+    assert all(r["status"] != "infeasible" for r in records.values())
+    assert metrics["hypervolume"] > 0 and metrics["proxy_correlation"]["trials"] == metrics["completed"]
+    assert all(r.get("proxy") is not None for r in records.values())
+    again = subprocess.run(_stage_cmd(folder), cwd=folder, env=_env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "screening read back" in again.stderr
 
 
 def _free_port() -> int:

@@ -217,6 +217,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         # hardware-aware search of the student family (pipelines/vision/search/, stages/search.py)
         "oracle": Choice("evolution", "random", "bayesian", "hyperband"),
         "max_trials": Int(1),  # trials, infeasible ones included (hyperband: a cap on its own schedule)
+        "max_search_seconds": Float(0.0, low_open=True, nullable=True),  # no trial starts after this (screening counts)
         "seed": Int(0, nullable=True),  # null: base.seed
         "objective": Choice("accuracy", "mnas", "constrained"),
         "mnas_target_ms": Float(0.0, low_open=True),  # MnasNet: accuracy x (latency / target) ^ mnas_weight
@@ -228,8 +229,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_memory_access_bytes": Int(1, nullable=True, auto=True),
         "max_macs": Int(1, nullable=True, auto=True),
         "auto_margin": Float(0.0, 10.0),  # auto limits: the default student's figure x (1 + this)
-        "latency_source": Choice("measured", "predicted"),  # measured on this host, or the device profile's roofline
-        "device": Str,  # a devices.profiles name (predicted latency)
+        # measured on this host, the device profile's roofline, or its core's emulated instruction count
+        "latency_source": Choice("measured", "predicted", "emulated"),
+        "device": Str,  # a devices.profiles name (predicted and emulated latency)
+        "screen_candidates": Int(0),  # candidates scored untrained (NASWOT) before any training; 0: no screening
+        "screen_convert": Int(1),  # the best of them (proxy and MACs) costed as int8 files, the limits applied
+        "screen_keep": Int(0),  # the shortlist (proxy and latency) the evolution trains first
+        "proxy_batch": Int(2, 1024),  # images of the NASWOT batch
         "epochs": Int(1),  # training epochs per trial (hyperband: the most a trial gets)
         "min_steps": Int(0),  # a trial's epochs are raised until it trains at least this many steps
         "train_samples": Int(0),  # training images per trial (a seeded subset; 0: all)
@@ -487,6 +493,8 @@ def _search_device(params: dict) -> str | None:
     profiles, device = params["devices"]["profiles"], params["search"]["device"]
     if device not in profiles:
         return f"search.device must be one of {', '.join(profiles)} (devices.profiles), got {device!r}"
+    if params["search"]["latency_source"] == "emulated" and not profiles[device].get("emulate"):
+        return f"search.latency_source emulated needs devices.profiles.{device}.emulate (the core to emulate)"
     return None
 
 

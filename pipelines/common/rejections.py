@@ -1,5 +1,5 @@
 """What the vision and the graph keras-tuner tuners share: rejections in one line, state files
-written atomically.
+written atomically, and a wall-clock budget for their oracles.
 
 keras-tuner prints the traceback of every failed trial (its `config.DEBUG` is on by default). The
 vision and graph tuners raise `FailedTrialError` for trials over their limits and log why in one
@@ -15,6 +15,7 @@ so a killed search always resumes.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from typing import Any
 
@@ -54,3 +55,16 @@ def save_state_atomically() -> None:
         return text
 
     stateful.Stateful.save = save
+
+
+class TimeBudget:
+    """Oracle mixin (list it first): no new trial once `deadline` (time.time()) has passed; the
+    trial running then finishes."""
+
+    deadline: float | None = None
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if self.deadline is not None and time.time() > self.deadline:
+            log.info("search: the wall-clock budget is spent; no trial %s", trial_id)
+            return {"status": "STOPPED", "values": None}
+        return super().populate_space(trial_id)  # type: ignore[misc]

@@ -31,7 +31,30 @@ def table(report: Mapping[str, Any]) -> str:
     target = (report.get("selection") or {}).get("target")
     why = f", for {target['device']} by {target['evidence']} latency: {target['detail']}" if target else ""
     lines.append(f"final: {report['final']}{why}")
+    if report.get("search"):
+        lines.append(search_line(report["search"]))
     return "\n".join(lines)
+
+
+def search_line(search: Mapping[str, Any]) -> str:
+    """The search's choice in one line: the chosen trial against the default student's, and the front."""
+    front = search.get("front") or []
+    chosen = next((t for t in front if t["trial_id"] == search.get("best_trial")), None)
+    default = search.get("default_trial_figures")
+
+    def fig(t: Mapping[str, Any]) -> str:
+        return f"val accuracy {t['val_accuracy']:.2%}, {t['latency_ms']:.4f} ms, {t['size_bytes']:,} bytes"
+
+    text = f"search: student from trial {search.get('best_trial')}"
+    if chosen:
+        text += f" ({fig(chosen)})"
+    if default and not search.get("chosen_default"):
+        text += f" over the default student's trial {default['trial_id']} ({fig(default)})"
+    elif search.get("chosen_default"):
+        text += ": the default student itself"
+    ids = ", ".join(t["trial_id"] for t in front)
+    hv = search.get("hypervolume")
+    return text + f"; front of {len(front)} trials [{ids}] on {search.get('device')}" + (f", hypervolume {hv:.4f}" if hv is not None else "")
 
 
 def device_table(report: Mapping[str, Any]) -> list[str]:
@@ -96,6 +119,8 @@ def markdown(report: Mapping[str, Any], checks: list[dict[str, Any]] | None = No
     distill = report.get("compression_chain", {}).get("distill")
     if distill:
         lines += ["", distillation_line(distill)]
+    if report.get("search"):
+        lines += ["", search_line(report["search"])]
     return "\n".join(lines) + "\n"
 
 

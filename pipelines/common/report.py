@@ -107,6 +107,16 @@ def pareto_front(rows: list[dict], cost: str | tuple[str, ...] = "latency_p50_ms
     return [r["name"] for r in known if not any(o is not r and no_worse(o, r) and better(o, r) for o in known)]
 
 
+def search_section(search: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report says of the architecture search: the chosen trial, the default student's own
+    trial, and the front the choice was made from, with its hypervolume (metrics/search.json)."""
+    keys = ("best_trial", "default_trial", "default_trial_figures", "front", "hypervolume", "objective", "device",
+            "latency_source", "proxy_correlation", "trials", "screened", "search_seconds")  # fmt: skip
+    out = {k: search.get(k) for k in keys}
+    out["chosen_default"] = search.get("best_trial") == search.get("default_trial")
+    return out
+
+
 def waterfall_steps(rows: list[dict], last: str | None) -> list[dict]:
     """The chain's steps present in `rows` (teacher, baseline, distilled, pruned, then `last`, the
     quantized model the chain settled on), each with accuracy, size and p50 latency."""

@@ -425,12 +425,31 @@ def _search(doc: Mapping) -> str:
             ("deduplicated, resumed", f"{doc.get('deduplicated')}, {doc.get('resumed_trials')}"),
             ("budgets", ", ".join(f"{k} {v:,}" for k, v in budgets.items()) or "none"),
             ("best trial", f"`{doc.get('best_trial')}`: score {_num(doc.get('best_score'), '{:.4f}')}, "
-             f"validation accuracy {_pct(doc.get('best_val_accuracy'))}, p50 {_num(doc.get('best_latency_ms'), '{:.4f}')} ms, "
+             f"validation accuracy {_pct(doc.get('best_val_accuracy'))}, latency {_num(doc.get('best_latency_ms'), '{:.4f}')} ms, "
              f"{_num(doc.get('best_size_bytes'))} bytes, {_num(doc.get('best_macs'))} MACs"),
             ("best architecture", ", ".join(f"{k} {v}" for k, v in (doc.get("best_arch") or {}).items()) or "-"),
             ("Pareto front", ", ".join(f"`{t}`" for t in doc.get("pareto_front", [])) or "-"),
-            ("search time", _minutes(doc.get("search_seconds")))]  # fmt: skip
-    return "## Architecture search (`metrics/search.json`)\n\n" + table(("figure", "value"), rows)
+            ("hypervolume (error, latency, size; reference 1, 2x and 2x the default student's)",
+             _num(doc.get("hypervolume"), "{:.4f}")),
+            ("screened untrained: shortlisted, behind the shortlist, over a limit, not costed",
+             ", ".join(str(v) for v in (doc.get("screening") or {}).values()) or "-"),
+            ("NASWOT vs trial accuracy (Spearman, completed trials)",
+             f"{(doc.get('proxy_correlation') or {}).get('spearman_val_accuracy')} over "
+             f"{(doc.get('proxy_correlation') or {}).get('trials')}"),
+            ("search time (screening included)", _minutes(doc.get("search_seconds")))]  # fmt: skip
+    text = "## Architecture search (`metrics/search.json`)\n\n" + table(("figure", "value"), rows)
+    front = doc.get("front") or []
+    if front:
+        default = doc.get("default_trial")
+        mark = {doc.get("best_trial"): " (chosen)", default: " (default student)"}
+        text += "\n\nThe front the student was chosen from (validation accuracy after the trial's training, int8):\n\n"
+        shown = front + [doc["default_trial_figures"]] if doc.get("default_trial_figures") and default not in {
+            t["trial_id"] for t in front} else front  # fmt: skip
+        text += table(("trial", "val accuracy", "latency, ms", "size, bytes", "architecture"),
+                      [(f"`{t['trial_id']}`{mark.get(t['trial_id'], '')}", _pct(t["val_accuracy"]),
+                        _num(t["latency_ms"], "{:.4f}"), _num(t["size_bytes"]),
+                        ", ".join(f"{k} {v}" for k, v in t["arch"].items())) for t in shown], right=(1, 2, 3))  # fmt: skip
+    return text
 
 
 def _stability(doc: Mapping) -> str:

@@ -24,3 +24,15 @@ def mean_std(values: Sequence[float], digits: int = 5) -> tuple[float, float]:
     """`summarise`'s mean and sample standard deviation, rounded for reports."""
     s = summarise(values)
     return round(s["mean"], digits), round(s["std"], digits)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties take their mean rank); None for fewer than 3 pairs or a constant side."""
+    if len(a) != len(b) or len(a) < 3:
+        return None
+    from scipy import stats
+
+    ra, rb = stats.rankdata(a), stats.rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])

@@ -26,7 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras_tuner as kt  # noqa: E402
 
-from pipelines.common.rejections import LoggedRejections, save_state_atomically  # noqa: E402
+from pipelines.common.rejections import LoggedRejections, TimeBudget, save_state_atomically  # noqa: E402
 from pipelines.graph.models import build_node_model, count_params  # noqa: E402
 from pipelines.graph.train import NodeTensors, TimeLimitExceeded, fit_node_model  # noqa: E402
 
@@ -132,18 +132,6 @@ def project_name(p: Mapping[str, Any], seed: int, data_path: str | Path) -> str:
         "search.py": io.sha256_path(__file__)[:16]}  # fmt: skip
     decides = {k: v for k, v in p.items() if k not in NOT_HASHED}
     return "gnn-search-" + params_hash(decides, {"seed": seed, "data": io.sha256_path(data_path)[:16]}, code)
-
-
-class TimeBudget:
-    """Oracle mixin (list it first): no new trial once `deadline` (time.time()) has passed."""
-
-    deadline: float | None = None
-
-    def populate_space(self, trial_id: str) -> dict[str, Any]:
-        if self.deadline is not None and time.time() > self.deadline:
-            log.info("gnn_search: the wall-clock budget is spent; no trial %s", trial_id)
-            return {"status": "STOPPED", "values": None}
-        return super().populate_space(trial_id)
 
 
 class RandomOracle(TimeBudget, kt.oracles.RandomSearchOracle):

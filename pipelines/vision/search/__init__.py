@@ -22,7 +22,21 @@ infeasible trials keep their numbers and a distributed search's records sit in o
 from pipelines.vision import tfk  # noqa: F401 - first: the Keras flavour before any keras_tuner import
 from pipelines.vision.search.objective import LIMITS, OBJECTIVE, file_costs, mnas_reward, objective_score, over_limits
 from pipelines.vision.search.oracle import EvolutionOracle, make_oracle
-from pipelines.vision.search.results import CSV_COLUMNS, best, chosen, collect, csv_row, summary, trial_metrics
+from pipelines.vision.search.results import (
+    CSV_COLUMNS,
+    HV_REFERENCE,
+    SCREEN_COLUMNS,
+    best,
+    chosen,
+    collect,
+    csv_row,
+    hypervolume,
+    proxy_correlation,
+    screen_row,
+    summary,
+    trial_metrics,
+)
+from pipelines.vision.search.screen import SCREENING, compute_macs, naswot, sample, screen, screened, shortlist
 from pipelines.vision.search.space import (
     FINGERPRINT_SEED,
     PROBE_IMAGES,
@@ -37,11 +51,21 @@ from pipelines.vision.search.space import (
     values_hash,
     values_of,
 )
-from pipelines.vision.search.tuner import ATTEMPTS, NOT_HASHED, RECORD, ArchTuner, auto_limits, project_name, role
+from pipelines.vision.search.tuner import (
+    ATTEMPTS,
+    NOT_HASHED,
+    RECORD,
+    ArchTuner,
+    auto_limits,
+    default_costs,
+    project_name,
+    role,
+)
 
 __all__ = [
-    "ATTEMPTS", "CSV_COLUMNS", "FINGERPRINT_SEED", "LIMITS", "NOT_HASHED", "OBJECTIVE", "PROBE_IMAGES", "RECORD",
-    "SEARCH_BLOCKS", "SEARCH_HEADS", "ArchTuner", "EvolutionOracle", "arch_from_values", "auto_limits", "best", "build_fingerprinted",
+    "ATTEMPTS", "CSV_COLUMNS", "HV_REFERENCE", "SCREENING", "SCREEN_COLUMNS", "compute_macs", "hypervolume", "naswot",
+    "proxy_correlation", "sample", "screen", "screen_row", "screened", "shortlist", "FINGERPRINT_SEED", "LIMITS", "NOT_HASHED", "OBJECTIVE", "PROBE_IMAGES", "RECORD",
+    "SEARCH_BLOCKS", "SEARCH_HEADS", "ArchTuner", "EvolutionOracle", "arch_from_values", "auto_limits", "best", "default_costs", "build_fingerprinted",
     "chosen", "collect", "csv_row", "define_space", "file_costs", "fingerprint", "make_oracle", "mnas_reward",
     "objective_score", "over_limits", "probe_batch", "project_name", "role", "search_space", "summary",
     "trial_metrics", "values_hash", "values_of",

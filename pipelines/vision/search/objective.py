@@ -3,9 +3,14 @@ latency), the hard limits of the `constrained` objective, and the score the orac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pipelines.common.errors import UserError
+
+log = logging.getLogger("pipelines.vision.search")
 
 OBJECTIVE = "score"
 
@@ -36,14 +41,39 @@ def over_limits(costs: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
 
 def file_costs(path: Path, p: Mapping[str, Any], profile: Mapping[str, Any], bench_settings: Mapping[str, Any]) -> dict:
     """Size, params, MACs, memory access and latency of an int8 .tflite file (latency per `latency_source`)."""
-    from pipelines.edge import analyze, bench, cost
+    return files_costs([path], p, profile, bench_settings)[0]
 
-    a = analyze.analyze(path)
-    t = a["totals"]
-    costs = {k: int(t[k]) for k in ("size_bytes", "params", "macs", "memory_access_bytes", "peak_activation_bytes")}
-    costs["predicted_latency_ms"] = round(cost.predict_ms(a["ops"], profile), 5)
-    costs["measured_latency_ms"] = None
-    if p["latency_source"] == "measured":
-        costs["measured_latency_ms"] = bench.benchmark(path, **bench_settings)["latency_p50_ms"]
-    costs["latency_ms"] = costs[f"{p['latency_source']}_latency_ms"]
-    return costs
+
+def files_costs(paths: Sequence[Path], p: Mapping[str, Any], profile: Mapping[str, Any],
+                bench_settings: Mapping[str, Any]) -> list[dict]:  # fmt: skip
+    """`file_costs` of many files; `emulated` latency counts them all in one emulated process on the
+    profile's core (instructions / (ipc x clock)), or falls back to `predicted` without the harness."""
+    from pipelines.edge import analyze, bench, cost, emulate
+
+    out = []
+    for path in paths:
+        a = analyze.analyze(path)
+        t = a["totals"]
+        costs = {k: int(t[k]) for k in ("size_bytes", "params", "macs", "memory_access_bytes", "peak_activation_bytes")}
+        costs["predicted_latency_ms"] = round(cost.predict_ms(a["ops"], profile), 5)
+        costs["measured_latency_ms"] = costs["emulated_latency_ms"] = None
+        if p["latency_source"] == "measured":
+            costs["measured_latency_ms"] = bench.benchmark(path, **bench_settings)["latency_p50_ms"]
+        out.append(costs)
+    source = p["latency_source"]
+    if source == "emulated":
+        try:
+            counted = emulate.count(paths, profile["emulate"], invokes=2)
+        except emulate.HarnessMissing as exc:
+            log.warning("search: %s; latency_source emulated falls back to predicted", exc)
+            source = "predicted"
+        else:
+            for costs, r in zip(out, counted, strict=True):
+                if "error" in r:
+                    raise UserError(f"{r['file']}: the emulated runtime cannot load it ({r['error']})")
+                costs["arm_instructions"] = r["instructions"]
+                costs["emulated_latency_ms"] = round(emulate.estimated_ms(r["instructions"], profile), 5)
+    for costs in out:
+        costs["latency_ms"] = costs[f"{source}_latency_ms"]
+        costs["latency_from"] = source
+    return out

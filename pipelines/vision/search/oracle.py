@@ -14,8 +14,11 @@ log = logging.getLogger("pipelines.vision.search")
 # After tfk: keras_tuner imports TensorFlow, which must see tfk's TF_USE_LEGACY_KERAS first.
 import keras_tuner as kt  # noqa: E402
 
+from pipelines.common.rejections import TimeBudget  # noqa: E402
 from pipelines.vision.search.objective import OBJECTIVE  # noqa: E402
-from pipelines.vision.search.space import define_space, values_hash  # noqa: E402
+from pipelines.vision.search.space import define_space, random_values, values_hash  # noqa: E402
+
+FEASIBILITY_CHECKS = 10  # per trial: a space mostly over the limits must not stall the oracle
 
 
 class EvolutionOracle(kt.Oracle):
@@ -29,14 +32,19 @@ class EvolutionOracle(kt.Oracle):
     earlier trial's (the same network under other names); both are counted in `deduplicated`.
     After `max_attempts / 4` such rejections in a row, candidates are random; after `max_attempts`
     the space is taken as exhausted and the search stops. `initial` candidates (e.g. the current
-    student) are tried first. Infeasible (failed) trials never join the population. All state
+    student, then the screened shortlist) are tried first. With `feasible`, a candidate it refuses
+    (over a hard limit, judged on its untrained int8 file) is skipped before it becomes a trial,
+    counted in `over_limits`; at most `FEASIBILITY_CHECKS` such checks per trial, then the next
+    candidate is tried as it is (the trial rejects it if it must). Infeasible (failed) trials never join the population. All state
     lives in the oracle's saved state and the trials, so a resumed search continues where it stopped.
     """
 
     def __init__(self, population: int = 8, tournament: int = 3,
                  fingerprint: Callable[[Mapping[str, Any]], str] | None = None, max_attempts: int = 200,
-                 initial: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:  # fmt: skip
+                 initial: Sequence[Mapping[str, Any]] = (),
+                 feasible: Callable[[Mapping[str, Any]], bool] | None = None, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        self.feasible_fn, self.over_limits = feasible, 0
         self.initial = [dict(v) for v in initial]
         if tournament > population:
             raise ValueError(f"tournament ({tournament}) must be <= population ({population})")
@@ -55,18 +63,7 @@ class EvolutionOracle(kt.Oracle):
 
     def _sample(self, parent: Mapping[str, Any] | None, mutate: str | None, rng: random.Random) -> dict[str, Any]:
         """Active values of the space: the parent's, `mutate` changed, others sampled when missing."""
-        hps = kt.HyperParameters()
-        for hp in self.hyperparameters.space:
-            hps.merge([hp])
-            if not hps.is_active(hp):
-                continue
-            if parent is not None and hp.name in parent and hp.name != mutate:
-                hps.values[hp.name] = parent[hp.name]
-            elif hp.name == mutate:
-                hps.values[hp.name] = _other_value(hp, parent[hp.name], rng)
-            else:
-                hps.values[hp.name] = hp.random_sample(rng.randrange(2**31))
-        return {k: v for k, v in hps.values.items() if hps.is_active(k)}
+        return random_values(self.hyperparameters, rng, parent, mutate, _other_value)
 
     def mutation_candidates(self, values: Mapping[str, Any]) -> list[str]:
         """Active hyperparameters with more than one possible value."""
@@ -113,7 +110,7 @@ class EvolutionOracle(kt.Oracle):
             if not self._duplicate(values):
                 log.info("search: trial %s: an initial candidate", trial_id)
                 return {"status": "RUNNING", "values": values}
-        known = None
+        known, checks = None, 0
         for attempt in range(self.max_attempts):
             # when every mutation of the winners was tried already, look elsewhere in the space
             values, mutated = self.candidate(rng, explore=attempt >= self.max_attempts // 4)
@@ -127,6 +124,11 @@ class EvolutionOracle(kt.Oracle):
                     log.info("search: candidate for trial %s builds the same network as an earlier trial; not tried",
                              trial_id)  # fmt: skip
                     continue
+            if self.feasible_fn is not None and checks < FEASIBILITY_CHECKS:
+                checks += 1
+                if not self.feasible_fn(values):
+                    self.over_limits += 1
+                    continue
             log.info("search: trial %s: %s", trial_id, f"mutated {mutated}" if mutated else "random")
             return {"status": "RUNNING", "values": values}
         log.info("search: no new candidate in %d attempts; the space looks exhausted", self.max_attempts)
@@ -134,12 +136,14 @@ class EvolutionOracle(kt.Oracle):
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        state.update(population=self.population, tournament=self.tournament, deduplicated=self.deduplicated)
+        state.update(population=self.population, tournament=self.tournament, deduplicated=self.deduplicated,
+                     over_limits=self.over_limits)  # fmt: skip
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.deduplicated = dict(state.get("deduplicated", self.deduplicated))
+        self.over_limits = int(state.get("over_limits", 0))
 
 
 def _choices(hp: Any) -> int | None:
@@ -168,22 +172,40 @@ def _other_value(hp: Any, current: Any, rng: random.Random) -> Any:
 
 def make_oracle(p: Mapping[str, Any], space: Mapping[str, Any], seed: int,
                 fingerprint: Callable[[Mapping[str, Any]], str] | None = None,
-                initial: Sequence[Mapping[str, Any]] = ()) -> kt.Oracle:  # fmt: skip
+                initial: Sequence[Mapping[str, Any]] = (), deadline: float | None = None) -> kt.Oracle:  # fmt: skip
     """The oracle named by `search.oracle`, given the full space (a distributed chief needs it).
-    `fingerprint` and `initial` are for the evolution oracle."""
+    `fingerprint` and `initial` are for the evolution oracle; no trial starts after `deadline`."""
     hp = define_space(kt.HyperParameters(), space)
     common = {"objective": kt.Objective(OBJECTIVE, "max"), "hyperparameters": hp, "seed": seed,
               "max_consecutive_failed_trials": None}  # infeasible trials are expected  # fmt: skip
     kind = p["oracle"]
     if kind == "evolution":
-        return EvolutionOracle(population=p["population"], tournament=p["tournament"], fingerprint=fingerprint,
-                               initial=initial, max_trials=p["max_trials"], **common)  # fmt: skip
-    if kind == "random":
-        return kt.oracles.RandomSearchOracle(max_trials=p["max_trials"], **common)
-    if kind == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=p["max_trials"], **common)
-    if kind == "hyperband":
-        oracle = kt.oracles.HyperbandOracle(max_epochs=p["epochs"], factor=p["hyperband_factor"], **common)
+        oracle = TimedEvolutionOracle(population=p["population"], tournament=p["tournament"], fingerprint=fingerprint,
+                                 initial=initial, max_trials=p["max_trials"], **common)  # fmt: skip
+    elif kind == "random":
+        oracle = RandomOracle(max_trials=p["max_trials"], **common)
+    elif kind == "bayesian":
+        oracle = BayesianOracle(max_trials=p["max_trials"], **common)
+    elif kind == "hyperband":
+        oracle = HyperbandOracle(max_epochs=p["epochs"], factor=p["hyperband_factor"], **common)
         oracle.max_trials = p["max_trials"]  # its schedule decides the trials; this caps them
-        return oracle
-    raise ValueError(f"unknown oracle {kind!r}")
+    else:
+        raise ValueError(f"unknown oracle {kind!r}")
+    oracle.deadline = deadline
+    return oracle
+
+
+class TimedEvolutionOracle(TimeBudget, EvolutionOracle):
+    pass
+
+
+class RandomOracle(TimeBudget, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class BayesianOracle(TimeBudget, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class HyperbandOracle(TimeBudget, kt.oracles.HyperbandOracle):
+    pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,6 +64,23 @@ def define_space(hp: kt.HyperParameters, space: Mapping[str, Any]) -> kt.HyperPa
             hp.Choice(f"width{i}", list(space["widths"]))
     hp.Choice("head", list(space["heads"]))
     return hp
+
+
+def random_values(hyperparameters: kt.HyperParameters, rng: random.Random, parent: Mapping[str, Any] | None = None,
+                  mutate: str | None = None, other_value: Callable[[Any, Any, random.Random], Any] | None = None) -> dict:  # fmt: skip
+    """Active values of the space: the parent's, `mutate` changed (by `other_value`), the rest sampled."""
+    hps = kt.HyperParameters()
+    for hp in hyperparameters.space:
+        hps.merge([hp])
+        if not hps.is_active(hp):
+            continue
+        if parent is not None and hp.name in parent and hp.name != mutate:
+            hps.values[hp.name] = parent[hp.name]
+        elif hp.name == mutate and other_value is not None:
+            hps.values[hp.name] = other_value(hp, parent[hp.name], rng)
+        else:
+            hps.values[hp.name] = hp.random_sample(rng.randrange(2**31))
+    return {k: v for k, v in hps.values.items() if hps.is_active(k)}
 
 
 def arch_from_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ log = logging.getLogger("pipelines.vision.search")
 # After tfk: keras_tuner imports TensorFlow, which must see tfk's TF_USE_LEGACY_KERAS first.
 import keras_tuner as kt  # noqa: E402
 
-from pipelines.vision.search.objective import LIMITS, OBJECTIVE, file_costs, objective_score, over_limits  # noqa: E402
+from pipelines.vision.search import screen  # noqa: E402
+from pipelines.vision.search.objective import LIMITS, OBJECTIVE, file_costs, files_costs, objective_score, over_limits  # noqa: E402
 from pipelines.vision.search.space import arch_from_values, values_hash  # noqa: E402
 
 save_state_atomically()  # a killed search resumes (pipelines.common.rejections)
@@ -57,9 +58,38 @@ class ArchTuner(LoggedRejections, kt.Tuner):
         self.profile, self.bench_settings, self.seed = dict(profile), dict(bench_settings), seed
         self.representative = data["x_train"][:100]
         self.num_classes = int(max(data["y_train"].max(), data["y_val"].max()) + 1)
-        self.auto = auto_limits(self.p, self.student, tuple(data["x_train"].shape[1:]), self.num_classes,
-                                self.representative, self.profile, self.bench_settings)  # fmt: skip
+        self.default_costs = default_costs(self.p, self.student, tuple(data["x_train"].shape[1:]), self.num_classes,
+                                           self.representative, self.profile, self.bench_settings)  # fmt: skip
+        self.auto = auto_limits(self.p, self.default_costs)
         self.p.update({k: how["value"] for k, how in self.auto.items()})
+        self.proxy_images = data["x_train"][: self.p["proxy_batch"]].astype(np.float32) / 255.0  # as train.to_float
+        self.known_costs: dict[str, dict] = {}  # values hash -> the untrained int8 file's costs (screening fills it)
+
+    def costs_of(self, candidates: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """The untrained int8 file's costs of each candidate (the emulated ones counted in one process), remembered."""
+        from pipelines.vision import convert
+
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = []
+            for i, values in enumerate(candidates):
+                keras.backend.clear_session()
+                seed_everything(self.seed)
+                paths.append(Path(tmp) / f"candidate{i}_int8.tflite")
+                paths[-1].write_bytes(convert.to_tflite_int8(self.build_model(values), self.representative[:8]))
+            costs = files_costs(paths, self.p, self.profile, self.bench_settings)
+        for values, c in zip(candidates, costs, strict=True):
+            self.known_costs[values_hash(values)] = c
+        return costs
+
+    def feasible(self, values: Mapping[str, Any]) -> bool:
+        """Whether the candidate's untrained int8 file keeps every hard limit (costed once, remembered)."""
+        if self.p["objective"] != "constrained" or all(self.p[k] is None for k in LIMITS):
+            return True
+        costs = self.known_costs.get(values_hash(values)) or self.costs_of([values])[0]
+        broken = over_limits(costs, self.p)
+        if broken:
+            log.info("search: a candidate over a limit is skipped before it becomes a trial: %s", "; ".join(broken))
+        return not broken
 
     def build_model(self, values: Mapping[str, Any]) -> keras.Model:
         from pipelines.vision.student import build_student
@@ -79,17 +109,22 @@ class ArchTuner(LoggedRejections, kt.Tuner):
                   "arch": arch, "started": started}  # fmt: skip
         with open(folder / ATTEMPTS, "a") as f:  # one line per time this trial was started, by whom
             f.write(f"{self.tuner_id} {os.getpid()} {started:.3f}\n")
+        untrained = self.known_costs.get(record["values_hash"])
+        if untrained is None and (self.p["latency_source"] == "emulated" or
+                                  self.p["objective"] == "constrained" and any(self.p[k] is not None for k in LIMITS)):
+            untrained = self.costs_of([values])[0]
+        if untrained is not None:
+            broken = over_limits(untrained, self.p)
+            if broken:
+                self._reject(record, untrained, broken, "before training", started, folder)
         keras.backend.clear_session()
         seed_everything(self.seed)
         model = self.build_model(values)
         record["keras_params"] = int(model.count_params())
-        if self.p["objective"] == "constrained" and any(self.p[k] is not None for k in LIMITS):
-            untrained = folder / "untrained_int8.tflite"
-            untrained.write_bytes(convert.to_tflite_int8(model, self.representative))
-            costs = file_costs(untrained, self.p, self.profile, self.bench_settings)
-            broken = over_limits(costs, self.p)
-            if broken:
-                self._reject(record, costs, broken, "before training", started, folder)
+        record["proxy"] = screen.naswot(model, self.proxy_images)  # taken untrained, as at screening
+        keras.backend.clear_session()  # the proxy's forward pass moved BatchNorm's statistics: build afresh
+        seed_everything(self.seed)
+        model = self.build_model(values)
         epochs = int(values.get("tuner/epochs", self.p["epochs"]))
         min_steps = 0 if "tuner/epochs" in values else self.p["min_steps"]  # hyperband's own budget stays as it is
         settings = {"epochs": epochs, "min_steps": min_steps, "batch_size": self.p["batch_size"],
@@ -102,7 +137,12 @@ class ArchTuner(LoggedRejections, kt.Tuner):
         int8 = folder / "model_int8.tflite"
         int8.write_bytes(convert.to_tflite_int8(model, self.representative))
         accuracy = evaluate.accuracy(int8, d["x_val"], d["y_val"])
-        costs = file_costs(int8, self.p, self.profile, self.bench_settings)
+        if self.p["latency_source"] == "emulated" and untrained is not None:
+            # an instruction count depends on the graph, not the weights: the untrained file's stands
+            costs = {**file_costs(int8, {**self.p, "latency_source": "predicted"}, self.profile, self.bench_settings),
+                     **{k: untrained[k] for k in ("emulated_latency_ms", "arm_instructions", "latency_ms", "latency_from") if k in untrained}}  # fmt: skip
+        else:
+            costs = file_costs(int8, self.p, self.profile, self.bench_settings)
         record.update(val_accuracy=accuracy, epochs=epochs, train_seconds=round(train_s, 2))
         broken = over_limits(costs, self.p)
         if broken:
@@ -113,7 +153,7 @@ class ArchTuner(LoggedRejections, kt.Tuner):
         log.info("search: trial %s %s -> val accuracy %.4f, %.4f ms, %d bytes, score %.4f (%.0f s)", trial.trial_id,
                  _short(arch), accuracy, costs["latency_ms"], costs["size_bytes"], score, record["seconds"])  # fmt: skip
         metrics = {OBJECTIVE: score, "val_accuracy": accuracy, "train_seconds": train_s}
-        metrics.update({k: float(v) for k, v in costs.items() if v is not None})
+        metrics.update({k: float(v) for k, v in costs.items() if isinstance(v, (int, float))})
         return metrics
 
     def _reject(self, record: dict, costs: Mapping[str, Any], broken: list[str], when: str, started: float,
@@ -126,26 +166,27 @@ class ArchTuner(LoggedRejections, kt.Tuner):
         raise kt.errors.FailedTrialError(f"infeasible {when}: {record['reason']}")
 
 
-def auto_limits(p: Mapping[str, Any], student: Mapping[str, Any], shape: tuple[int, ...], num_classes: int,
-                representative: np.ndarray, profile: Mapping[str, Any], bench_settings: Mapping[str, Any]) -> dict:  # fmt: skip
-    """The `search.max_*` limits given as `auto`, each the default student's (`student` params)
-    figure at this input shape x (1 + `auto_margin`), taken from its untrained int8 file as every
-    trial's are: {limit: {"value", "default_student", "margin"}}."""
+def default_costs(p: Mapping[str, Any], student: Mapping[str, Any], shape: tuple[int, ...], num_classes: int,
+                  representative: np.ndarray, profile: Mapping[str, Any], bench_settings: Mapping[str, Any]) -> dict:  # fmt: skip
+    """The default student's (`student` params) costs at this input shape, from its untrained int8
+    file as every trial's are: what `auto` limits and the hypervolume's reference point scale by."""
     from pipelines.vision import convert
     from pipelines.vision.student import build_student
 
-    wanted = [k for k in LIMITS if p[k] == "auto"]
-    if not wanted:
-        return {}
     keras.backend.clear_session()
     seed_everything(0)
     model = build_student(shape, num_classes, dict(student))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "default_student_int8.tflite"
         path.write_bytes(convert.to_tflite_int8(model, representative))
-        costs = file_costs(path, p, profile, bench_settings)
+        return file_costs(path, p, profile, bench_settings)
+
+
+def auto_limits(p: Mapping[str, Any], costs: Mapping[str, Any]) -> dict:
+    """The `search.max_*` limits given as `auto`, each the default student's figure (`costs`) x
+    (1 + `auto_margin`): {limit: {"value", "default_student", "margin"}}."""
     out = {}
-    for k in wanted:
+    for k in (k for k in LIMITS if p[k] == "auto"):
         value = costs[LIMITS[k]] * (1 + p["auto_margin"])
         out[k] = {"value": value if k == "max_latency_ms" else int(round(value)), "default_student": costs[LIMITS[k]],
                   "margin": p["auto_margin"]}  # fmt: skip
