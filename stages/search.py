@@ -92,12 +92,15 @@ def main(argv: list[str] | None = None) -> None:
             return
         tuner.save()  # a rerun must not repeat the last trial
         rows = search.collect(directory / project, tuner.oracle)
-        best = search.best(rows)
+        best = search.best(rows, settings["choose"])
         if best is None:
             raise UserError(f"search: none of {len(rows)} trials completed ({sum(r['status'] == 'infeasible' for r in rows)}"
                             " infeasible): loosen the search.max_* limits or widen the space")  # fmt: skip
-        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
-        front = report.pareto_front([r for r in named if r["status"] == "completed"], ("latency_ms", "size_bytes"))
+        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy"),
+                  "neg_proxy": -r["proxy"] if r.get("proxy") is not None else None} for r in rows]  # fmt: skip
+        # the front over trial accuracy, NASWOT, target latency and size: both choices lie on it
+        front = report.pareto_front([r for r in named if r["status"] == "completed"],
+                                    ("latency_ms", "size_bytes", "neg_proxy"))  # fmt: skip
         for r in rows:
             r["pareto"] = r["trial_id"] in front
         chosen = dict(best["arch"])

@@ -125,3 +125,21 @@ def test_the_command_writes_the_file(metrics, tmp_path, capsys):
     assert out.read_text() == results.render(metrics)
     assert main(["results", "--metrics", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_search_section_lists_the_front_with_the_chosen_and_the_default_trial(metrics):
+    def trial(tid, acc, ms):
+        return {"trial_id": tid, "val_accuracy": acc, "latency_ms": ms, "size_bytes": 20040, "arch": {"ds_widths": [64]}}
+
+    _write(metrics, "search.json", {
+        "oracle": "evolution", "objective": "constrained", "best_trial": "13", "default_trial": "00",
+        "front": [trial("08", 0.8533, 0.0212), trial("13", 0.8617, 0.0406)],
+        "default_trial_figures": trial("00", 0.8558, 0.0851), "hypervolume": 2.6465,
+        "screening": {"shortlisted": 8, "not shortlisted": 9, "over limit": 23, "not costed": 260},
+        "proxy_correlation": {"proxy": "naswot", "trials": 14, "spearman_val_accuracy": 0.1882},
+    })  # fmt: skip
+    text = results.render(metrics)
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    assert "(chosen)" in rows["`13` (chosen)"] and "86.17 %" in rows["`13` (chosen)"]
+    assert "85.58 %" in rows["`00` (default student)"] and "0.0851" in rows["`00` (default student)"]
+    assert "| hypervolume" in text and "2.6465" in text and "8, 9, 23, 260" in text and "0.1882 over 14" in text

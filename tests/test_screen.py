@@ -175,3 +175,16 @@ def test_evolution_skips_an_infeasible_candidate_without_making_it_a_trial(tmp_p
     assert len(tried) == 3 and all(a % 2 == 0 for a in tried)
     assert oracle.over_limits == sum(a % 2 for a in asked) >= 1
     assert len(oracle.trials) == 3  # the odd candidates were never trials
+
+
+def test_the_chosen_trial_is_the_best_score_or_the_best_proxy():
+    from pipelines.vision.search import best
+
+    def row(tid, score, proxy, ms, status="completed"):
+        return {"trial_id": tid, "status": status, "score": score, "proxy": proxy, "latency_ms": ms, "size_bytes": 1}
+
+    rows = [row("00", 0.85, 600.0, 0.085), row("13", 0.86, 510.0, 0.041), row("14", 0.99, 700.0, 0.02, "infeasible"),
+            row("15", 0.84, 600.0, 0.05)]  # fmt: skip
+    assert best(rows, "score")["trial_id"] == "13"
+    assert best(rows, "proxy")["trial_id"] == "00"  # tie on NASWOT: the higher score
+    assert best([row("1", 0.5, 1.0, 1.0, "infeasible")], "proxy") is None

@@ -220,6 +220,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_search_seconds": Float(0.0, low_open=True, nullable=True),  # no trial starts after this (screening counts)
         "seed": Int(0, nullable=True),  # null: base.seed
         "objective": Choice("accuracy", "mnas", "constrained"),
+        "choose": Choice("score", "proxy"),  # the returned trial: the best objective score, or the best NASWOT (feasible, completed)
         "mnas_target_ms": Float(0.0, low_open=True),  # MnasNet: accuracy x (latency / target) ^ mnas_weight
         "mnas_weight": Float(-1.0, 0.0),
         # constrained: hard limits (null: no limit; auto: the default student's figure at the data's

@@ -76,7 +76,7 @@ def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str 
     fr = sorted((r for r in done if r["name"] in front), key=lambda r: r[cost])
     if fr:
         ax.plot([r[cost] for r in fr], [r["accuracy"] * 100 for r in fr], "--o", color="tab:orange", zorder=2,
-                label="Pareto front (accuracy, latency, size)")  # fmt: skip
+                label="Pareto front (accuracy, NASWOT, latency, size)")  # fmt: skip
     for r in done:
         if r["name"] == best:
             ax.scatter(r[cost], r["accuracy"] * 100, s=220, facecolors="none", edgecolors="tab:red", linewidths=1.5,

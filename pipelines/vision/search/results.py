@@ -93,7 +93,7 @@ def summary(rows: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any], front:
             default_hash: str | None = None) -> dict[str, Any]:  # fmt: skip
     """metrics/search.json: how many trials ran and how they ended, the best one, the front it was
     chosen from (with figures) and the default student's own trial (`default_hash`), when it ran."""
-    top = best(rows)
+    top = best(rows, p["choose"])
     by_id = {r["trial_id"]: r for r in rows}
     default_trial = next((r["trial_id"] for r in rows if default_hash and r.get("values_hash") == default_hash), None)
     return {
@@ -111,6 +111,7 @@ def summary(rows: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any], front:
         "resumed_trials": done_before,
         "search_seconds": round(search_seconds, 1),
         "trial_seconds": round(sum(r.get("seconds") or 0 for r in rows), 1),
+        "choose": p["choose"],
         "best_trial": top["trial_id"],
         "best_score": top["score"],
         "best_val_accuracy": top["val_accuracy"],
@@ -155,9 +156,15 @@ def collect(project_dir: str | Path, oracle: kt.Oracle) -> list[dict[str, Any]]:
     return rows
 
 
-def best(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The completed trial with the highest score (ties: lower latency, then fewer bytes), or None."""
+def best(rows: Sequence[Mapping[str, Any]], choose: str = "score") -> Mapping[str, Any] | None:
+    """The chosen completed trial, or None. `score`: the highest objective score (ties: lower
+    latency, then fewer bytes). `proxy`: the highest NASWOT score (ties: the higher score, then
+    lower latency), since a short trial's accuracy may not rank architectures the way full
+    training does while the proxy can (docs/experiments/search.md)."""
     done = [r for r in rows if r["status"] == "completed"]
     if not done:
         return None
+    if choose == "proxy":
+        return max(done, key=lambda r: (r.get("proxy") if r.get("proxy") is not None else float("-inf"), r["score"],
+                                        -r["latency_ms"]))  # fmt: skip
     return max(done, key=lambda r: (r["score"], -r["latency_ms"], -r["size_bytes"]))
