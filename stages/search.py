@@ -96,11 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         if best is None:
             raise UserError(f"search: none of {len(rows)} trials completed ({sum(r['status'] == 'infeasible' for r in rows)}"
                             " infeasible): loosen the search.max_* limits or widen the space")  # fmt: skip
-        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy"),
-                  "neg_proxy": -r["proxy"] if r.get("proxy") is not None else None} for r in rows]  # fmt: skip
-        # the front over trial accuracy, NASWOT, target latency and size: both choices lie on it
-        front = report.pareto_front([r for r in named if r["status"] == "completed"],
-                                    ("latency_ms", "size_bytes", "neg_proxy"))  # fmt: skip
+        named = [{**r, "name": r["trial_id"], "accuracy": r.get("val_accuracy")} for r in rows]
+        # the front over what the choice ranks by (NASWOT or the trial's accuracy), target latency and size
+        ranked = "proxy" if settings["choose"] == "proxy" else "accuracy"
+        front = report.pareto_front([{**r, "accuracy": r[ranked]} for r in named if r["status"] == "completed"
+                                     and r.get(ranked) is not None], ("latency_ms", "size_bytes"))  # fmt: skip
         for r in rows:
             r["pareto"] = r["trial_id"] in front
         chosen = dict(best["arch"])
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                 (out / "screening.csv").write_text(io.csv_text([search.screen_row(r) for r in screening],
                                                                search.SCREEN_COLUMNS))  # fmt: skip
             latency = " (this host, p50)" if settings["latency_source"] == "measured" else f" ({settings['device']})"
-            plots.plot_trials(named, front, best["trial_id"], out / "trials.png",
+            by = "NASWOT" if ranked == "proxy" else "accuracy"
+            plots.plot_trials(named, front, best["trial_id"], out / "trials.png", front_label=f"Pareto front ({by}, latency, size)",
                               cost_label=f"{settings['latency_source']} latency, ms{latency}")  # fmt: skip
         dedup = getattr(tuner.oracle, "deduplicated", {"hyperparameters": 0, "fingerprint": 0})
         metrics = search.summary(rows, chosen, front, settings, dedup, done_before, search_s, directory / project,

@@ -59,7 +59,8 @@ def _save(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str, legen
 
 
 def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str | Path,
-                cost: str = "latency_ms", cost_label: str = "latency, ms") -> None:  # fmt: skip
+                cost: str = "latency_ms", cost_label: str = "latency, ms",
+                front_label: str = "Pareto front (accuracy, latency, size)") -> None:  # fmt: skip
     """PNG of a search: completed trials by accuracy and `cost`, the front joined, the best ringed;
     infeasible trials (no accuracy when rejected before training) as crosses along the bottom."""
     plt = _pyplot()
@@ -76,7 +77,7 @@ def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str 
     fr = sorted((r for r in done if r["name"] in front), key=lambda r: r[cost])
     if fr:
         ax.plot([r[cost] for r in fr], [r["accuracy"] * 100 for r in fr], "--o", color="tab:orange", zorder=2,
-                label="Pareto front (accuracy, NASWOT, latency, size)")  # fmt: skip
+                label=front_label)  # fmt: skip
     for r in done:
         if r["name"] == best:
             ax.scatter(r[cost], r["accuracy"] * 100, s=220, facecolors="none", edgecolors="tab:red", linewidths=1.5,
