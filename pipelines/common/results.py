@@ -417,7 +417,7 @@ def _calibrate(doc: Mapping) -> str:
 
 def _search(doc: Mapping) -> str:
     budgets = {k: v for k, v in (doc.get("budgets") or {}).items() if v is not None}
-    rows = [("oracle / objective", f"`{doc.get('oracle')}` / `{doc.get('objective')}`"),
+    rows = [("oracle / objective / choice", f"`{doc.get('oracle')}` / `{doc.get('objective')}` / `{doc.get('choose', 'score')}`"),
             ("latency source", f"`{doc.get('latency_source')}` (device `{doc.get('device')}`)"),
             ("trials: run, completed, infeasible (before training), failed",
              f"{doc.get('trials')}, {doc.get('completed')}, {doc.get('infeasible')} ({doc.get('infeasible_before_training')}), "
@@ -445,10 +445,10 @@ def _search(doc: Mapping) -> str:
         text += "\n\nThe front the student was chosen from (validation accuracy after the trial's training, int8):\n\n"
         shown = front + [doc["default_trial_figures"]] if doc.get("default_trial_figures") and default not in {
             t["trial_id"] for t in front} else front  # fmt: skip
-        text += table(("trial", "val accuracy", "latency, ms", "size, bytes", "architecture"),
+        text += table(("trial", "val accuracy", "NASWOT", "latency, ms", "size, bytes", "architecture"),
                       [(f"`{t['trial_id']}`{mark.get(t['trial_id'], '')}", _pct(t["val_accuracy"]),
-                        _num(t["latency_ms"], "{:.4f}"), _num(t["size_bytes"]),
-                        ", ".join(f"{k} {v}" for k, v in t["arch"].items())) for t in shown], right=(1, 2, 3))  # fmt: skip
+                        _num(t.get("proxy"), "{:.1f}"), _num(t["latency_ms"], "{:.4f}"), _num(t["size_bytes"]),
+                        ", ".join(f"{k} {v}" for k, v in t["arch"].items())) for t in shown], right=(1, 2, 3, 4))  # fmt: skip
     return text
 
 
