@@ -61,7 +61,7 @@ def _save(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str, legen
 def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str | Path,
                 cost: str = "latency_ms", cost_label: str = "latency, ms",
                 front_label: str = "Pareto front (accuracy, latency, size)") -> None:  # fmt: skip
-    """PNG of a search: completed trials by accuracy and `cost`, the front joined, the best ringed;
+    """PNG of a search: completed trials by accuracy and `cost`, the front marked, the best ringed;
     infeasible trials (no accuracy when rejected before training) as crosses along the bottom."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
@@ -76,7 +76,7 @@ def plot_trials(rows: list[dict], front: list[str], best: str | None, path: str 
                    label="infeasible (over a budget)")  # fmt: skip
     fr = sorted((r for r in done if r["name"] in front), key=lambda r: r[cost])
     if fr:
-        ax.plot([r[cost] for r in fr], [r["accuracy"] * 100 for r in fr], "--o", color="tab:orange", zorder=2,
+        ax.plot([r[cost] for r in fr], [r["accuracy"] * 100 for r in fr], "o", color="tab:orange", markersize=9, zorder=2,
                 label=front_label)  # fmt: skip
     for r in done:
         if r["name"] == best:
