@@ -76,6 +76,8 @@ def main() -> int:
                 params["base"]["code_root"] = str(ROOT)
                 params["base"]["mlruns_dir"] = str(Path(tmp) / "mlruns")
                 params["search"].update(oracle=oracle, seed=seed, max_trials=args.trials)
+                if oracle == "hyperband":  # its resource is epochs: give its longest trials a few
+                    params["search"]["epochs"] = max(3, params["search"]["epochs"])
                 if args.seconds:
                     params["search"].update(max_trials=1000, max_search_seconds=args.seconds)
                 folder = Path(tmp) / f"{oracle}-{seed}"
