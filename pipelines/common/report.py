@@ -95,16 +95,14 @@ def pareto_front(rows: list[dict], cost: str | tuple[str, ...] = "latency_p50_ms
 
     `cost` is one field or a tuple of fields (e.g. latency and size: a three-way front).
     """
+    from pipelines.common.pareto import fronts
+
     costs = (cost,) if isinstance(cost, str) else tuple(cost)
-
-    def no_worse(o: dict, r: dict) -> bool:
-        return o["accuracy"] >= r["accuracy"] and all(o[c] <= r[c] for c in costs)
-
-    def better(o: dict, r: dict) -> bool:
-        return o["accuracy"] > r["accuracy"] or any(o[c] < r[c] for c in costs)
-
     known = [r for r in rows if all(r[c] is not None for c in costs)]
-    return [r["name"] for r in known if not any(o is not r and no_worse(o, r) and better(o, r) for o in known)]
+    if not known:
+        return []
+    first = fronts([(-r["accuracy"], *(r[c] for c in costs)) for r in known])[0]
+    return [known[i]["name"] for i in first]
 
 
 def search_section(search: Mapping[str, Any]) -> dict[str, Any]:

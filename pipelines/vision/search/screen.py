@@ -35,8 +35,6 @@ import keras_tuner as kt  # noqa: E402
 from pipelines.vision.search.objective import over_limits  # noqa: E402
 from pipelines.vision.search.space import define_space, random_values, values_hash  # noqa: E402
 
-PROXIES = ("naswot",)
-
 
 def naswot(model: keras.Model, images: np.ndarray) -> float:
     """NASWOT's score log|K_H| of an untrained model on a float batch (N, H, W, C).

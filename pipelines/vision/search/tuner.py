@@ -81,11 +81,18 @@ class ArchTuner(LoggedRejections, kt.Tuner):
             self.known_costs[values_hash(values)] = c
         return costs
 
+    def untrained_costs(self, values: Mapping[str, Any]) -> dict:
+        """The candidate's untrained int8 file's costs: remembered, or costed now."""
+        return self.known_costs.get(values_hash(values)) or self.costs_of([values])[0]
+
+    def has_limits(self) -> bool:
+        return self.p["objective"] == "constrained" and any(self.p[k] is not None for k in LIMITS)
+
     def feasible(self, values: Mapping[str, Any]) -> bool:
         """Whether the candidate's untrained int8 file keeps every hard limit (costed once, remembered)."""
-        if self.p["objective"] != "constrained" or all(self.p[k] is None for k in LIMITS):
+        if not self.has_limits():
             return True
-        costs = self.known_costs.get(values_hash(values)) or self.costs_of([values])[0]
+        costs = self.untrained_costs(values)
         broken = over_limits(costs, self.p)
         if broken:
             log.info("search: a candidate over a limit is skipped before it becomes a trial: %s", "; ".join(broken))
@@ -109,11 +116,9 @@ class ArchTuner(LoggedRejections, kt.Tuner):
                   "arch": arch, "started": started}  # fmt: skip
         with open(folder / ATTEMPTS, "a") as f:  # one line per time this trial was started, by whom
             f.write(f"{self.tuner_id} {os.getpid()} {started:.3f}\n")
-        untrained = self.known_costs.get(record["values_hash"])
-        if untrained is None and (self.p["latency_source"] == "emulated" or
-                                  self.p["objective"] == "constrained" and any(self.p[k] is not None for k in LIMITS)):
-            untrained = self.costs_of([values])[0]
-        if untrained is not None:
+        untrained = None
+        if self.p["latency_source"] == "emulated" or self.has_limits():
+            untrained = self.untrained_costs(values)
             broken = over_limits(untrained, self.p)
             if broken:
                 self._reject(record, untrained, broken, "before training", started, folder)
